@@ -1,0 +1,128 @@
+import { NotFoundException } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { captureResponse } from '../http/capture-response.js';
+import { createInnerRequest } from '../http/inner-request.js';
+import type { GatewayResponse } from '../http/gateway-response.js';
+import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
+
+/** A Node request listener or Connect/Express app. `next` is Express's fall-through callback. */
+export type NodeListener = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => unknown;
+
+/** The request properties that Express mount semantics change, and that are put back after. */
+const MOUNT_PROPERTIES = ['url', 'baseUrl', 'originalUrl', 'params', 'next', 'gatewayEnv'] as const;
+
+/** Wraps a Node listener (Express, Connect, Koa's `callback()`, plain `(req, res)`) as a gateway app. */
+export function nodeApp(listener: NodeListener): GatewayApp {
+  return brand<GatewayApp>({
+    kind: 'node',
+    call: (exchange) => callListener(listener, exchange),
+    serve: (exchange, res) => serveListener(listener, exchange, res),
+  });
+}
+
+function appUrl(exchange: GatewayExchange): string {
+  return (exchange.pathInfo || '/') + exchange.search;
+}
+
+/** Runs the listener on a request of its own and a captured response. */
+function callListener(listener: NodeListener, exchange: GatewayExchange): Promise<GatewayResponse> {
+  const inner = createInnerRequest({
+    outer: exchange.req,
+    method: exchange.method,
+    url: appUrl(exchange),
+    rawHeaders: exchange.rawHeaders,
+    body: exchange.body(),
+    extras: { baseUrl: exchange.prefix, originalUrl: exchange.originalUrl, gatewayEnv: exchange.env },
+  });
+  const capture = captureResponse(inner);
+  const abort = () => {
+    inner.destroy();
+    capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
+  };
+  if (exchange.signal.aborted) abort();
+  else exchange.signal.addEventListener('abort', abort, { once: true });
+  capture.res.once('close', () => exchange.signal.removeEventListener('abort', abort));
+
+  return new Promise<GatewayResponse>((resolve, reject) => {
+    const fail = (error: unknown) => {
+      if (capture.res.headersSent) capture.destroy(toError(error));
+      else reject(error);
+    };
+    const next = (error?: unknown) => {
+      if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
+      else if (!capture.res.headersSent) reject(notFound(exchange));
+    };
+    capture.response.then(resolve, reject);
+    invoke(listener, inner, capture.res, next, fail);
+  });
+}
+
+/** Express mount semantics on the client's own request and response, restored afterwards. */
+function serveListener(listener: NodeListener, exchange: GatewayExchange, res: ServerResponse): Promise<void> {
+  const req = exchange.req as IncomingMessage & Record<string, unknown>;
+  const saved = MOUNT_PROPERTIES.map((key) => [key, Object.getOwnPropertyDescriptor(req, key)] as const);
+  const reqPrototype = Object.getPrototypeOf(req);
+  const resPrototype = Object.getPrototypeOf(res);
+  exchange.body();
+  req.originalUrl = exchange.originalUrl;
+  req.baseUrl = exchange.prefix;
+  req.url = appUrl(exchange);
+  req.gatewayEnv = exchange.env;
+
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      res.off('finish', onDone);
+      res.off('close', onDone);
+      for (const [key, descriptor] of saved) {
+        if (descriptor) Object.defineProperty(req, key, descriptor);
+        else delete req[key];
+      }
+      Object.setPrototypeOf(req, reqPrototype);
+      Object.setPrototypeOf(res, resPrototype);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const onDone = () => settle();
+    const fail = (error: unknown) => {
+      if (res.headersSent) {
+        res.destroy(toError(error));
+        settle();
+      } else settle(error);
+    };
+    const next = (error?: unknown) => {
+      if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
+      else if (!res.headersSent) settle(notFound(exchange));
+    };
+    res.once('finish', onDone);
+    res.once('close', onDone);
+    invoke(listener, req, res, next, fail);
+  });
+}
+
+function invoke(
+  listener: NodeListener,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (error?: unknown) => void,
+  fail: (error: unknown) => void,
+): void {
+  try {
+    const result = listener(req, res, next);
+    if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
+      (result as PromiseLike<unknown>).then(undefined, fail);
+    }
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function notFound(exchange: GatewayExchange): NotFoundException {
+  return new NotFoundException(`Cannot ${exchange.method} ${exchange.originalUrl.split('?')[0]}`);
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

@@ -1,0 +1,32 @@
+import { fetchApp, type FetchHandler } from './fetch-app.js';
+import { isGatewayApp, type GatewayApp } from './gateway-app.js';
+import { nodeApp, type NodeListener } from './node-app.js';
+
+/** Everything `toGatewayApp()` accepts. */
+export type GatewayAppLike =
+  | GatewayApp
+  | NodeListener
+  | FetchHandler
+  | { callback(): NodeListener }
+  | { fetch: FetchHandler };
+
+/**
+ * Normalises any supported app to a GatewayApp. Functions are Node listeners unless they take
+ * exactly one parameter (a fetch handler); use `nodeApp()` or `fetchApp()` to be explicit.
+ */
+export function toGatewayApp(app: GatewayAppLike): GatewayApp {
+  if (isGatewayApp(app)) return app;
+  if (typeof app === 'function') {
+    const looksLikeExpress = 'handle' in app || 'use' in app;
+    return !looksLikeExpress && app.length === 1 ? fetchApp(app as FetchHandler) : nodeApp(app as NodeListener);
+  }
+  if (app && typeof (app as { callback?: unknown }).callback === 'function') {
+    return nodeApp((app as { callback(): NodeListener }).callback());
+  }
+  if (app && typeof (app as { fetch?: unknown }).fetch === 'function') {
+    return fetchApp(app as { fetch: FetchHandler });
+  }
+  throw new TypeError(
+    'Not a gateway app: expected a Node listener, an Express/Koa app, a fetch handler or an object with .fetch',
+  );
+}

@@ -1,0 +1,24 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import { pathInfoFromPattern, splitUrl } from '../http/path-info.js';
+import { originalUrlOf, routePatternOf } from '../platform/request-info.js';
+
+/** pathInfo of a request: what the matched route's trailing wildcard covers, undecoded. */
+export function pathInfoOf(req: unknown): string {
+  return pathInfoFromPattern(routePatternOf(req), splitUrl(originalUrlOf(req)).path);
+}
+
+/**
+ * Parameter decorator: the part of the request path matched by the route's trailing wildcard,
+ * as `''` or `'/…'`, undecoded. Pass it to `callApp`.
+ *
+ * @example
+ * ```ts
+ * @All('trac/*path')
+ * trac(@Req() req: Request, @PathInfo() pathInfo: string) {
+ *   return this.gateway.callApp(trac, req, pathInfo);
+ * }
+ * ```
+ */
+export const PathInfo = createParamDecorator((_data: unknown, context: ExecutionContext) =>
+  pathInfoOf(context.switchToHttp().getRequest()),
+);

@@ -1,0 +1,193 @@
+import {
+  GatewayTimeoutException,
+  HttpException,
+  Inject,
+  Injectable,
+  InternalServerErrorException,
+  Logger,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
+import { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
+import { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';
+import { knownLength, toReadable } from './http/body-source.js';
+import type { GatewayResponse } from './http/gateway-response.js';
+import { PathInfoError, splitPrefix, splitUrl } from './http/path-info.js';
+import { claimRequestBody, hasBody, RequestBodyConsumedError } from './http/request-body.js';
+import type {
+  CallOptions,
+  GatewayModuleOptions,
+  MountOptions,
+} from './interfaces/gateway-options.interface.js';
+import { installExpressRequestHooks } from './platform/express-platform.js';
+import { ALREADY_SENT, hookAdapterReply } from './platform/reply-hook.js';
+import { originalUrlOf, rawRequest, rawResponse } from './platform/request-info.js';
+
+/** Calls gateway apps on behalf of controllers and `@MountGateway` classes. */
+@Injectable()
+export class GatewayService {
+  private readonly logger = new Logger('Gateway');
+
+  constructor(
+    @Inject(GATEWAY_MODULE_OPTIONS) private readonly options: GatewayModuleOptions,
+    adapterHost: HttpAdapterHost,
+  ) {
+    // init$ fires as soon as the adapter exists: before Nest registers its body parsers.
+    adapterHost.init$.subscribe(() => {
+      const adapter = adapterHost.httpAdapter;
+      if (!adapter) return;
+      hookAdapterReply(adapter, this.logger);
+      if (adapter.getType() === 'express') {
+        installExpressRequestHooks(adapter.getInstance(), {
+          bodyReplayLimit: this.options.bodyReplayLimit ?? 1024 * 1024,
+        });
+      }
+    });
+  }
+
+  /**
+   * Calls `app` with the client's request, the prefix being the request path minus `pathInfo`.
+   * Resolves as soon as the app has sent its headers; the body follows lazily. Return the
+   * result from a handler to send it as is, or change it first.
+   */
+  async callApp(
+    app: GatewayAppLike,
+    req: unknown,
+    pathInfo: string,
+    options: CallOptions = {},
+  ): Promise<GatewayResponse> {
+    const gatewayApp = toGatewayApp(app);
+    const [exchange, abort] = this.createExchange(rawRequest(req), originalUrlOf(req), pathInfo, options);
+    try {
+      return await this.withTimeout(gatewayApp.call(exchange), exchange, options.timeout ?? this.options.timeout);
+    } catch (error) {
+      abort(error);
+      throw this.toHttpError(error, exchange.name);
+    }
+  }
+
+  /** Serves a `@MountGateway` request: directly when the app can, else through a GatewayResponse. */
+  async serveMount(
+    app: GatewayApp,
+    req: unknown,
+    res: unknown,
+    pathInfo: string,
+    options: MountOptions & { name: string },
+  ): Promise<GatewayResponse | typeof ALREADY_SENT> {
+    const [exchange, abort] = this.createExchange(rawRequest(req), originalUrlOf(req), pathInfo, options);
+    const timeout = options.timeout ?? this.options.timeout ?? 0;
+    try {
+      if (app.serve && timeout <= 0 && exchange.bodyIsLive) {
+        await app.serve(exchange, rawResponse(res));
+        return ALREADY_SENT;
+      }
+      return await this.withTimeout(app.call(exchange), exchange, timeout);
+    } catch (error) {
+      abort(error);
+      throw this.toHttpError(error, exchange.name);
+    }
+  }
+
+  private createExchange(
+    req: IncomingMessage,
+    originalUrl: string,
+    requestedPathInfo: string,
+    options: CallOptions,
+  ): [GatewayExchange, (reason: unknown) => void] {
+    const { path, search } = splitUrl(originalUrl);
+    const { prefix, pathInfo } = splitPrefix(path, requestedPathInfo);
+    const name = options.name ?? (prefix || '/');
+    const abort = new AbortController();
+    const onClientClose = () => {
+      if (!res?.writableFinished) abort.abort(new Error('Client disconnected'));
+    };
+    const res = (req as IncomingMessage & { res?: ServerResponse }).res;
+    res?.once('close', onClientClose);
+    abort.signal.addEventListener('abort', () => res?.off('close', onClientClose), { once: true });
+    if (options.signal) {
+      if (options.signal.aborted) abort.abort(options.signal.reason);
+      else options.signal.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
+    }
+
+    const replacedBody = options.body !== undefined;
+    const rawHeaders = applyHeaderChanges(req.rawHeaders, options.headers, replacedBody ? options.body : undefined);
+    const socket = req.socket as IncomingMessage['socket'] & { encrypted?: boolean };
+    const logger = this.logger;
+    const exchange: GatewayExchange = {
+      req,
+      method: (options.method ?? req.method ?? 'GET').toUpperCase(),
+      rawHeaders,
+      prefix,
+      pathInfo,
+      search,
+      originalUrl,
+      protocol: socket?.encrypted ? 'https' : 'http',
+      host: req.headers.host ?? `${socket?.localAddress ?? 'localhost'}:${socket?.localPort ?? 80}`,
+      env: { ...options.env },
+      signal: abort.signal,
+      name,
+      logger,
+      bodyIsLive: !replacedBody && (!hasBody(req) || (!req.readableDidRead && !req.readableEnded)),
+      body: () => (replacedBody ? toReadable(options.body) : claimRequestBody(req)),
+    };
+    return [exchange, (reason) => abort.abort(reason)];
+  }
+
+  private withTimeout(
+    call: Promise<GatewayResponse>,
+    exchange: GatewayExchange,
+    timeout = 0,
+  ): Promise<GatewayResponse> {
+    if (timeout <= 0) return call;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new GatewayTimeoutException(`${exchange.name} sent no headers within ${timeout} ms`));
+      }, timeout);
+    });
+    return Promise.race([call, expired]).finally(() => clearTimeout(timer));
+  }
+
+  /** One log line naming the app; the client gets a plain 500 without internals. */
+  private toHttpError(error: unknown, name: string): unknown {
+    if (error instanceof GatewayTimeoutException) {
+      this.logger.warn(`${name}: ${error.message}`);
+      return error;
+    }
+    if (error instanceof HttpException) return error;
+    if (error instanceof PathInfoError) return error;
+    if (error instanceof RequestBodyConsumedError) {
+      this.logger.error(`${name}: ${error.message}`);
+      return new InternalServerErrorException(error.message, { cause: error });
+    }
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.logger.error(`App mounted at ${name} failed: ${err.message}`, err.stack);
+    return new InternalServerErrorException(undefined, { cause: err });
+  }
+}
+
+/** Applies CallOptions.headers to flat raw headers; a replaced body gets its own length. */
+function applyHeaderChanges(
+  raw: readonly string[],
+  changes: CallOptions['headers'],
+  replacedBody: CallOptions['body'] | undefined,
+): readonly string[] {
+  const overrides = new Map<string, string | string[] | null>();
+  for (const [name, value] of Object.entries(changes ?? {})) overrides.set(name.toLowerCase(), value);
+  if (replacedBody !== undefined) {
+    const length = knownLength(replacedBody);
+    overrides.set('transfer-encoding', length === undefined ? 'chunked' : null);
+    overrides.set('content-length', length === undefined || replacedBody === null ? null : String(length));
+  }
+  if (overrides.size === 0) return raw;
+  const result: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!overrides.has(raw[i].toLowerCase())) result.push(raw[i], raw[i + 1]);
+  }
+  for (const [name, value] of overrides) {
+    if (value === null) continue;
+    for (const item of Array.isArray(value) ? value : [value]) result.push(name, item);
+  }
+  return result;
+}

@@ -1,0 +1,37 @@
+import { Readable } from 'node:stream';
+
+/** What a caller may hand over as a replacement body. */
+export type BodyInit =
+  | string
+  | Buffer
+  | Uint8Array
+  | ArrayBuffer
+  | Readable
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array | string>
+  | null;
+
+/** Byte length of a body known up front, or undefined for streams. */
+export function knownLength(body: BodyInit | undefined): number | undefined {
+  if (body == null) return 0;
+  if (typeof body === 'string') return Buffer.byteLength(body);
+  if (body instanceof ArrayBuffer) return body.byteLength;
+  if (body instanceof Uint8Array) return body.byteLength;
+  return undefined;
+}
+
+/** Normalises any accepted body to a Node Readable (null stays null). */
+export function toReadable(body: BodyInit | undefined): Readable | null {
+  if (body == null) return null;
+  if (body instanceof Readable) return body;
+  if (typeof body === 'string') return Readable.from([Buffer.from(body)], { objectMode: false });
+  if (body instanceof ArrayBuffer) return Readable.from([Buffer.from(body)], { objectMode: false });
+  if (body instanceof Uint8Array) {
+    const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    return Readable.from([buf], { objectMode: false });
+  }
+  if (typeof (body as ReadableStream).getReader === 'function') {
+    return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
+  }
+  return Readable.from(body as AsyncIterable<Uint8Array | string>, { objectMode: false });
+}

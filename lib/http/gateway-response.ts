@@ -1,0 +1,124 @@
+import type { Readable } from 'node:stream';
+import { readLimited } from './read-body.js';
+import { type BodyInit, knownLength, toReadable } from './body-source.js';
+import { defaultStatusText } from './status-text.js';
+
+const BRAND = Symbol.for('nest-gateway.GatewayResponse');
+
+/** @default 10 MiB */
+export const DEFAULT_READ_LIMIT = 10 * 1024 * 1024;
+
+export interface GatewayResponseInit {
+  status: number;
+  statusText?: string;
+  headers?: HeadersInit;
+  body?: BodyInit;
+}
+
+export interface ReadOptions {
+  /**
+   * Largest body, in bytes, that is read into memory; a bigger one rejects with `BodyTooLargeError`.
+   * @default 10485760 (10 MiB)
+   */
+  limit?: number;
+}
+
+/**
+ * The response of a gateway app, available as soon as the app has sent its headers.
+ *
+ * The body is a lazy Node stream: nothing is read until it is consumed, and the app is held
+ * back by backpressure meanwhile. Return the object from a controller handler to send it as is.
+ */
+export class GatewayResponse {
+  private _status: number;
+  private _statusText: string;
+  private _headers: Headers;
+  private _body: Readable | null;
+
+  constructor(init: GatewayResponseInit) {
+    this._status = init.status;
+    this._statusText = init.statusText ?? defaultStatusText(init.status);
+    this._headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+    this._body = toReadable(init.body);
+  }
+
+  static isGatewayResponse(value: unknown): value is GatewayResponse {
+    return value instanceof GatewayResponse || (typeof value === 'object' && value !== null && BRAND in value);
+  }
+
+  get [BRAND](): true {
+    return true;
+  }
+
+  get status(): number {
+    return this._status;
+  }
+  /** Setting the status also resets the reason phrase to the standard one for that code. */
+  set status(status: number) {
+    if (!Number.isInteger(status) || status < 100 || status > 999) {
+      throw new RangeError(`Invalid HTTP status ${status}`);
+    }
+    this._status = status;
+    this._statusText = defaultStatusText(status);
+  }
+
+  get statusText(): string {
+    return this._statusText;
+  }
+  set statusText(text: string) {
+    if (/[\r\n]/.test(text)) throw new TypeError('Reason phrase must not contain CR or LF');
+    this._statusText = text;
+  }
+
+  get headers(): Headers {
+    return this._headers;
+  }
+  set headers(headers: HeadersInit) {
+    this._headers = headers instanceof Headers ? headers : new Headers(headers);
+  }
+
+  get body(): Readable | null {
+    return this._body;
+  }
+  /**
+   * Replaces the body. The old body is discarded (the app sees its response closed) and
+   * Content-Length is set to the new length when it is known, removed otherwise.
+   */
+  set body(body: BodyInit) {
+    const previous = this._body;
+    this._body = toReadable(body);
+    if (previous && previous !== this._body) previous.destroy();
+    const length = knownLength(body);
+    if (length === undefined) this._headers.delete('content-length');
+    else this._headers.set('content-length', String(length));
+  }
+
+  /** Replaces status (and optionally reason phrase); returns this for chaining. */
+  setStatus(status: number, statusText?: string): this {
+    this.status = status;
+    if (statusText !== undefined) this.statusText = statusText;
+    return this;
+  }
+
+  /** Replaces the body; returns this for chaining. */
+  setBody(body: BodyInit): this {
+    this.body = body;
+    return this;
+  }
+
+  /** Reads the whole body (at most `limit` bytes). The bytes stay available to send afterwards. */
+  async bytes(options: ReadOptions = {}): Promise<Buffer> {
+    if (!this._body) return Buffer.alloc(0);
+    const bytes = await readLimited(this._body, options.limit ?? DEFAULT_READ_LIMIT);
+    this._body = toReadable(bytes);
+    return bytes;
+  }
+
+  async text(options: ReadOptions = {}): Promise<string> {
+    return (await this.bytes(options)).toString('utf8');
+  }
+
+  async json<T = unknown>(options: ReadOptions = {}): Promise<T> {
+    return JSON.parse(await this.text(options)) as T;
+  }
+}

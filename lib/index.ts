@@ -1,0 +1,29 @@
+export { GatewayModule } from './gateway.module.js';
+export { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';
+export { GatewayService } from './gateway.service.js';
+export type {
+  CallOptions,
+  GatewayCallSettings,
+  GatewayEnv,
+  GatewayModuleOptions,
+  MountOptions,
+} from './interfaces/gateway-options.interface.js';
+
+export { MountGateway } from './decorators/mount-gateway.decorator.js';
+export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';
+
+export type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
+export { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
+export { nodeApp, type NodeListener } from './apps/node-app.js';
+export { fetchApp, type FetchHandler } from './apps/fetch-app.js';
+
+export {
+  GatewayResponse,
+  DEFAULT_READ_LIMIT,
+  type GatewayResponseInit,
+  type ReadOptions,
+} from './http/gateway-response.js';
+export type { BodyInit } from './http/body-source.js';
+export { BodyTooLargeError } from './http/read-body.js';
+export { RequestBodyConsumedError } from './http/request-body.js';
+export { PathInfoError } from './http/path-info.js';

@@ -1,0 +1,36 @@
+import type { Logger } from '@nestjs/common';
+import type { AbstractHttpAdapter } from '@nestjs/core';
+import { GatewayResponse } from '../http/gateway-response.js';
+import { sendGatewayResponse } from '../http/send-gateway-response.js';
+import { rawResponse } from './request-info.js';
+
+/** Returned by a mount handler whose app already answered on the client's response. */
+export const ALREADY_SENT = Symbol.for('nest-gateway.alreadySent');
+
+const HOOKED = Symbol.for('nest-gateway.replyHooked');
+
+/**
+ * Teaches the adapter's `reply()` (what Nest calls with a handler's return value) to send a
+ * GatewayResponse as is, and to leave alone a response a mounted app wrote itself. This is
+ * how any handler may return a GatewayResponse without a global interceptor.
+ */
+export function hookAdapterReply(adapter: AbstractHttpAdapter, logger: Logger): void {
+  const hooked = adapter as AbstractHttpAdapter & { [HOOKED]?: true };
+  if (hooked[HOOKED]) return;
+  hooked[HOOKED] = true;
+  const reply = adapter.reply.bind(adapter);
+  adapter.reply = (response: unknown, body: unknown, statusCode?: number) => {
+    if (body === ALREADY_SENT) return;
+    if (GatewayResponse.isGatewayResponse(body)) {
+      const res = rawResponse(response);
+      sendGatewayResponse(body, res).catch((error: NodeJS.ErrnoException) => {
+        // A client that goes away is routine; a body that breaks is worth a line.
+        if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+          logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
+        }
+      });
+      return;
+    }
+    return reply(response, body, statusCode);
+  };
+}
