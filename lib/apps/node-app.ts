@@ -96,8 +96,9 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
       else if (!res.headersSent) settle(notFound(exchange));
     };
-    res.once('finish', onDone);
-    res.once('close', onDone);
+    // Prepended, so that the caller's own finish listeners already see its request restored.
+    res.prependOnceListener('finish', onDone);
+    res.prependOnceListener('close', onDone);
     invoke(listener, req, res, next, fail);
   });
 }

@@ -1,0 +1,290 @@
+import {
+  ArgumentsHost,
+  Catch,
+  Controller,
+  ExceptionFilter,
+  ForbiddenException,
+  Get,
+  Injectable,
+  VersioningType,
+  type CallHandler,
+  type CanActivate,
+  type ExecutionContext,
+  type NestInterceptor,
+  type PipeTransform,
+  UseFilters,
+  UseGuards,
+  UseInterceptors,
+  UsePipes,
+  HttpException,
+} from '@nestjs/common';
+import type { Response } from 'express';
+import { GatewayModule, MountGateway } from 'nest-gateway';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tap } from 'rxjs';
+import request from 'supertest';
+import { echoListener, expressSubApp, honoApp, koaApp } from './fixtures/apps.js';
+import { startNest, type Started } from './fixtures/start.js';
+
+@MountGateway('wiki', echoListener)
+class WikiMount {}
+
+@Controller('wikix')
+class WikixController {
+  @Get()
+  wikix() {
+    return { owner: 'nest' };
+  }
+}
+
+@MountGateway('express', expressSubApp())
+class ExpressMount {}
+
+@MountGateway('koa', koaApp())
+class KoaMount {}
+
+@MountGateway('hono', honoApp())
+class HonoMount {}
+
+@MountGateway('tracs/:id', echoListener)
+class ParamMount {}
+
+@MountGateway('versioned', echoListener, { version: '2' })
+class VersionedMount {}
+
+@Injectable()
+class NeedsPassword implements CanActivate {
+  canActivate(context: ExecutionContext) {
+    return context.switchToHttp().getRequest<IncomingMessage>().headers['x-password'] === 'open sesame';
+  }
+}
+
+@Injectable()
+class StampInterceptor implements NestInterceptor {
+  intercept(context: ExecutionContext, next: CallHandler) {
+    const res = context.switchToHttp().getResponse<ServerResponse>();
+    res.setHeader('x-intercepted', 'yes');
+    return next.handle().pipe(tap(() => res.setHeader('x-after', 'never-sent-too-late')));
+  }
+}
+
+class RejectSecretPaths implements PipeTransform {
+  transform(value: unknown) {
+    if (typeof value === 'string' && value.startsWith('/secret')) throw new ForbiddenException('no secrets');
+    return value;
+  }
+}
+
+@Catch(HttpException)
+class TeapotFilter implements ExceptionFilter {
+  catch(exception: HttpException, host: ArgumentsHost) {
+    host.switchToHttp().getResponse<Response>().status(418).json({ filtered: exception.getStatus() });
+  }
+}
+
+@MountGateway('guarded', echoListener)
+@UseGuards(NeedsPassword)
+class GuardedMount {}
+
+@MountGateway('intercepted', echoListener)
+@UseInterceptors(StampInterceptor)
+class InterceptedMount {}
+
+@MountGateway('piped', echoListener)
+@UsePipes(RejectSecretPaths)
+class PipedMount {}
+
+@MountGateway('filtered', expressSubApp())
+@UseFilters(TeapotFilter)
+@UseGuards(NeedsPassword)
+class FilteredMount {}
+
+const controllers = [
+  WikiMount,
+  WikixController,
+  ExpressMount,
+  KoaMount,
+  HonoMount,
+  ParamMount,
+  VersionedMount,
+  GuardedMount,
+  InterceptedMount,
+  PipedMount,
+  FilteredMount,
+];
+
+describe('@MountGateway', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers });
+  });
+  afterAll(() => s.close());
+
+  it.each(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD'])('serves %s', async (method) => {
+    const res = await request(s.url)[method.toLowerCase() as 'get']('/wiki/page?x=1');
+    expect(res.status).toBe(200);
+    if (method !== 'HEAD') expect(res.body).toMatchObject({ method, url: '/page?x=1', baseUrl: '/wiki' });
+  });
+
+  it('serves the bare path, the path with a slash and deep sub-paths', async () => {
+    expect((await request(s.url).get('/wiki')).body).toMatchObject({ url: '/', baseUrl: '/wiki', originalUrl: '/wiki' });
+    expect((await request(s.url).get('/wiki/')).body).toMatchObject({ url: '/', baseUrl: '/wiki', originalUrl: '/wiki/' });
+    expect((await request(s.url).get('/wiki/a/b/c/')).body).toMatchObject({ url: '/a/b/c/', baseUrl: '/wiki' });
+    expect((await request(s.url).get('/wiki?q=1')).body).toMatchObject({ url: '/?q=1', baseUrl: '/wiki' });
+  });
+
+  it('matches on segment boundaries only', async () => {
+    expect((await request(s.url).get('/wikix')).body).toEqual({ owner: 'nest' });
+    expect((await request(s.url).get('/wikix/a')).status).toBe(404);
+  });
+
+  it('passes pathInfo undecoded', async () => {
+    const res = await request(s.url).get('/wiki/a%2Fb/%C3%A9t%C3%A9?x=%20');
+    expect(res.body.url).toBe('/a%2Fb/%C3%A9t%C3%A9?x=%20');
+  });
+
+  it('supports route parameters in the mount path', async () => {
+    const res = await request(s.url).get('/tracs/alpha/ticket/1');
+    expect(res.body).toMatchObject({ url: '/ticket/1', baseUrl: '/tracs/alpha' });
+  });
+
+  it('gives an Express sub-app its own routes, redirects, files and query parsing', async () => {
+    expect((await request(s.url).get('/express/')).body).toEqual({
+      where: 'root',
+      baseUrl: '/express',
+      url: '/',
+      originalUrl: '/express/',
+    });
+    expect((await request(s.url).get('/express/query?a=1&b=two')).body).toEqual({ query: { a: '1', b: 'two' } });
+    expect((await request(s.url).get('/express/nested/deep')).body).toEqual({ baseUrl: '/express/nested', url: '/deep' });
+    const redirect = await request(s.url).get('/express/redirect');
+    expect(redirect.status).toBe(302);
+    expect(redirect.headers.location).toBe('/express/target');
+    const file = await request(s.url).get('/express/file');
+    expect(file.status).toBe(200);
+    expect(file.text).toBe('hello from a file\n');
+    expect(file.headers['content-type']).toMatch(/^text\/plain/);
+    const parsed = await request(s.url).post('/express/json').send({ a: 1 });
+    expect(parsed.body).toEqual({ parsed: { a: 1 } });
+  });
+
+  it('answers 404 through Nest when the Express app falls through', async () => {
+    const res = await request(s.url).get('/express/missing');
+    expect(res.status).toBe(404);
+    expect(res.body).toMatchObject({ statusCode: 404, message: 'Cannot GET /express/missing' });
+  });
+
+  it('runs a Koa app with the same mount semantics', async () => {
+    const res = await request(s.url).get('/koa/a/b?c=d');
+    expect(res.headers['x-koa']).toBe('1');
+    expect(res.body).toEqual({ url: '/a/b?c=d', path: '/a/b', method: 'GET', baseUrl: '/koa' });
+  });
+
+  it('runs a Hono app as a fetch handler', async () => {
+    expect((await request(s.url).get('/hono/hello/bob')).text).toBe('Hello bob');
+    const root = await request(s.url).get('/hono?x=1');
+    expect(root.body.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?x=1$/);
+  });
+
+  it('applies guards declared on the class', async () => {
+    expect((await request(s.url).get('/guarded/x')).status).toBe(403);
+    const allowed = await request(s.url).get('/guarded/x').set('x-password', 'open sesame');
+    expect(allowed.status).toBe(200);
+    expect(allowed.body.url).toBe('/x');
+  });
+
+  it('applies interceptors declared on the class', async () => {
+    const res = await request(s.url).get('/intercepted/x');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-intercepted']).toBe('yes');
+  });
+
+  it('applies pipes declared on the class to the pathInfo', async () => {
+    expect((await request(s.url).get('/piped/public')).status).toBe(200);
+    expect((await request(s.url).get('/piped/secret/x')).status).toBe(403);
+  });
+
+  it('applies exception filters declared on the class', async () => {
+    const res = await request(s.url).get('/filtered/');
+    expect(res.status).toBe(418);
+    expect(res.body).toEqual({ filtered: 403 });
+  });
+});
+
+describe('@MountGateway with a global prefix and URI versioning', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [WikiMount, VersionedMount, ExpressMount] }, (app) => {
+      app.setGlobalPrefix('api');
+      app.enableVersioning({ type: VersioningType.URI });
+    });
+  });
+  afterAll(() => s.close());
+
+  it('puts the global prefix into baseUrl', async () => {
+    expect((await request(s.url).get('/api/wiki/a?b=1')).body).toMatchObject({ url: '/a?b=1', baseUrl: '/api/wiki' });
+    expect((await request(s.url).get('/api/wiki')).body).toMatchObject({ url: '/', baseUrl: '/api/wiki' });
+    expect((await request(s.url).get('/wiki/a')).status).toBe(404);
+  });
+
+  it('puts the version into baseUrl', async () => {
+    expect((await request(s.url).get('/api/v2/versioned/x')).body).toMatchObject({ url: '/x', baseUrl: '/api/v2/versioned' });
+    expect((await request(s.url).get('/api/versioned/x')).status).toBe(404);
+  });
+
+  it('lets the Express app redirect under the full prefix', async () => {
+    const res = await request(s.url).get('/api/express/redirect');
+    expect(res.headers.location).toBe('/api/express/target');
+  });
+});
+
+describe('the caller request after a mounted app', () => {
+  let s: Started;
+  const seen: Array<Record<string, unknown>> = [];
+  const fallThrough = (req: IncomingMessage, _res: ServerResponse, next?: (e?: unknown) => void) => {
+    (req as unknown as { url: string }).url = '/mutated';
+    next?.();
+  };
+  @MountGateway('through', fallThrough)
+  class ThroughMount {}
+
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount] }, (app) => {
+      app.use((req: Record<string, unknown>, res: ServerResponse, next: () => void) => {
+        const before = {
+          url: req.url,
+          baseUrl: req.baseUrl,
+          reqProto: Object.getPrototypeOf(req),
+          resProto: Object.getPrototypeOf(res),
+        };
+        res.on('finish', () => {
+          seen.push({
+            before,
+            after: {
+              url: req.url,
+              baseUrl: req.baseUrl,
+              reqProto: Object.getPrototypeOf(req),
+              resProto: Object.getPrototypeOf(res),
+            },
+          });
+        });
+        next();
+      });
+    });
+  });
+  afterAll(() => s.close());
+
+  it('is restored when the app is done, whether it answered or fell through', async () => {
+    seen.length = 0;
+    await request(s.url).get('/express/query?a=1');
+    await request(s.url).get('/through/x');
+    await request(s.url).get('/express/redirect');
+    expect(seen).toHaveLength(3);
+    for (const { before, after } of seen as Array<{ before: Record<string, unknown>; after: Record<string, unknown> }>) {
+      expect(after.url).toBe(before.url);
+      expect(after.baseUrl).toBe(before.baseUrl);
+      expect(after.reqProto).toBe(before.reqProto);
+      expect(after.resProto).toBe(before.resProto);
+    }
+  });
+});
