@@ -97,6 +97,14 @@ class CallController {
     return this.gateway.callApp(fetchHasher, req, pathInfo);
   }
 
+  /** An ordinary route whose JSON body Nest's parser reads first; the app gets it afterwards. */
+  @Post('parsed')
+  async parsed(@Req() req: IncomingMessage & { body?: unknown }) {
+    const parsedByNest = req.body;
+    const response = await this.gateway.callApp(nodeHasher, req, '');
+    return { parsedByNest, app: await response.json<BodyReport>() };
+  }
+
   /** Hands the same request to two apps in turn. */
   @Post('twice')
   async twice(@Req() req: IncomingMessage) {
@@ -266,7 +274,7 @@ describe('request bodies (default replay limit)', () => {
   });
 
   it('keeps body parsers off mounts: a 2 MB JSON body (over the 100kb limit) reaches the app intact', async () => {
-    const big = Buffer.from(JSON.stringify({ data: randomBytes(768 * 1024).toString('base64'), n: 1e400 === Infinity }));
+    const big = Buffer.from(JSON.stringify({ data: randomBytes(768 * 1024).toString('base64') }));
     const padded = Buffer.concat([big, Buffer.alloc(2 * 1024 * 1024 - big.length, ' ')]);
     expect(padded.length).toBe(2 * 1024 * 1024);
 
@@ -274,6 +282,7 @@ describe('request bodies (default replay limit)', () => {
       const res = await send(`${s.url}${path}`, { headers: { 'content-type': 'application/json' }, body: padded });
       expect(res.status).toBe(200);
       const got = json<BodyReport>(res);
+      expect(got.contentType).toBe('application/json');
       expect(got.length).toBe(padded.length);
       expect(got.sha256).toBe(sha256(padded));
     }
@@ -337,11 +346,14 @@ describe('request bodies (default replay limit)', () => {
   });
 
   it('delivers a JSON body that body-parser already parsed for a controller route byte-identical (replay)', async () => {
-    // call-node/* is an ordinary route: Nest's json parser consumes the stream and sets req.body.
     const body = Buffer.from(`  ${TRICKY_JSON}\n`);
-    const res = await send(`${s.url}/call-node/parsed`, { headers: { 'content-type': 'application/json' }, body });
-    expect(res.status).toBe(200);
-    expect(json<BodyReport>(res).hex).toBe(body.toString('hex'));
+    const res = await send(`${s.url}/parsed`, { headers: { 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(201);
+    const { parsedByNest, app } = json<{ parsedByNest: unknown; app: BodyReport }>(res);
+    // body-parser did read the stream (last duplicate wins, the big number lost precision)...
+    expect(parsedByNest).toEqual({ a: 12345678901234567890123 });
+    // ...and the app still got the client's exact bytes.
+    expect(app.hex).toBe(body.toString('hex'));
   });
 });
 

@@ -1,0 +1,230 @@
+import { All, Controller, Get, Inject, Req, Res } from '@nestjs/common';
+import express from 'express';
+import type { Response } from 'express';
+import {
+  BodyTooLargeError,
+  GatewayModule,
+  GatewayResponse,
+  GatewayService,
+  MountGateway,
+  PathInfo,
+  fetchApp,
+} from 'nest-gateway';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import request from 'supertest';
+import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
+import { startNest, type Started } from './fixtures/start.js';
+
+/** A stand-in for Trac: a login page, cookies, and a Server header of its own. */
+function tracLike(req: IncomingMessage & { gatewayEnv?: Record<string, unknown> }, res: ServerResponse) {
+  res.setHeader('server', 'tracd/1.6');
+  res.setHeader('set-cookie', ['trac_session=abc; Path=/', 'trac_form_token=xyz; Path=/']);
+  res.setHeader('content-type', 'text/plain');
+  res.end(`trac at ${req.url} for ${String(req.gatewayEnv?.['trac.env_path'])}`);
+}
+
+const big = (_req: IncomingMessage, res: ServerResponse) => {
+  res.setHeader('content-type', 'application/octet-stream');
+  res.end(Buffer.alloc(11 * 1024 * 1024, 1));
+};
+
+@Controller()
+class FilterController {
+  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  /** The seed's Trac example: per-request environ, login/logout redirected to our own pages. */
+  @All('tracs/:id/*path')
+  async trac(@Req() req: { params: { id: string } }, @Res() res: Response, @PathInfo() pathInfo: string) {
+    if (pathInfo.startsWith('/login')) return res.redirect('/my-login-form');
+    if (pathInfo.startsWith('/logout')) return res.redirect('/my-logout-form');
+    const response = await this.gateway.callApp(tracLike, req, pathInfo, {
+      env: { 'trac.env_path': `/var/trac-instances/${req.params.id}` },
+    });
+    response.headers.set('server', 'nest-gateway');
+    return res.status(200).send(await response.text());
+  }
+
+  @All('filtered/*path')
+  async filtered(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(tracLike, req, pathInfo);
+    response.headers.set('server', 'nest-gateway');
+    response.setStatus(203, 'Filtered By Nest');
+    response.body = (await response.text()).toUpperCase();
+    return response;
+  }
+
+  @Get('streamed/*path')
+  async streamed(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(tracLike, req, pathInfo);
+    response.headers.set('x-filtered', '1');
+    return response;
+  }
+
+  @Get('twice/*path')
+  async twice(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const first = await this.gateway.callApp(echoListener, req, pathInfo);
+    const second = await this.gateway.callApp(honoApp(), req, pathInfo);
+    return { first: await first.json(), second: await second.text() };
+  }
+
+  @Get('bad-suffix/*path')
+  badSuffix(@Req() req: unknown) {
+    return this.gateway.callApp(echoListener, req, '/not/the/tail');
+  }
+
+  @Get('too-big')
+  async tooBig(@Req() req: unknown) {
+    const response = await this.gateway.callApp(big, req, '');
+    try {
+      await response.bytes();
+      return { error: null };
+    } catch (error) {
+      return { error: (error as Error).name, message: (error as Error).message };
+    }
+  }
+
+  @Get('raised-limit')
+  async raisedLimit(@Req() req: unknown) {
+    const response = await this.gateway.callApp(big, req, '');
+    return { length: (await response.bytes({ limit: 12 * 1024 * 1024 })).length };
+  }
+
+  @Get('express/*path')
+  async express(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(expressSubApp(), req, pathInfo);
+  }
+
+  @All('options/*path')
+  options(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(echoListener, req, pathInfo, {
+      method: 'PUT',
+      headers: { 'x-added': 'yes', 'user-agent': null },
+      body: 'replacement body',
+      env: { tenant: 'acme' },
+    });
+  }
+
+  @Get('fetch-env/*path')
+  fetchEnv(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(
+      fetchApp(async (request, env) => Response.json({ url: request.url, env })),
+      req,
+      pathInfo,
+      { env: { 'trac.env_path': '/srv/a' } },
+    );
+  }
+
+  @Get('constructed')
+  constructed() {
+    return new GatewayResponse({
+      status: 201,
+      statusText: 'Made',
+      headers: [['x-made', 'here']],
+      body: 'built by hand',
+    });
+  }
+}
+
+@MountGateway('mounted-express', expressSubApp())
+class MountedExpress {}
+
+describe('GatewayService.callApp', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [FilterController, MountedExpress] });
+  });
+  afterAll(() => s.close());
+
+  it('passes per-request environ and lets the view redirect login/logout (the seed’s Trac view)', async () => {
+    const page = await request(s.url).get('/tracs/alpha/wiki/Start');
+    expect(page.text).toBe('trac at /wiki/Start for /var/trac-instances/alpha');
+    const login = await request(s.url).get('/tracs/alpha/login');
+    expect(login.status).toBe(302);
+    expect(login.headers.location).toBe('/my-login-form');
+    const logout = await request(s.url).get('/tracs/beta/logout?x=1');
+    expect(logout.headers.location).toBe('/my-logout-form');
+  });
+
+  it('sends a returned GatewayResponse as is after the caller changed status, headers and body', async () => {
+    const res = await new Promise<IncomingMessage & { text: string }>((resolve) => {
+      http.get(`${s.url}/filtered/page`, (r) => {
+        let text = '';
+        r.setEncoding('utf8').on('data', (c) => (text += c));
+        r.on('end', () => resolve(Object.assign(r, { text })));
+      });
+    });
+    expect(res.statusCode).toBe(203);
+    expect(res.statusMessage).toBe('Filtered By Nest');
+    expect(res.headers.server).toBe('nest-gateway');
+    expect(res.headers['set-cookie']).toEqual(['trac_session=abc; Path=/', 'trac_form_token=xyz; Path=/']);
+    expect(res.text).toBe('TRAC AT /PAGE FOR UNDEFINED');
+    expect(res.headers['content-length']).toBe(String(res.text.length));
+  });
+
+  it('streams an untouched body and keeps header changes', async () => {
+    const res = await request(s.url).get('/streamed/x');
+    expect(res.headers['x-filtered']).toBe('1');
+    expect(res.headers['set-cookie']).toHaveLength(2);
+    expect(res.text).toBe('trac at /x for undefined');
+  });
+
+  it('can call apps twice on one request', async () => {
+    const res = await request(s.url).get('/twice/hello/again?q=1');
+    expect(res.status).toBe(200);
+    expect(res.body.first).toMatchObject({ url: '/hello/again?q=1', baseUrl: '/twice' });
+    expect(res.body.second).toBe('Hello again');
+  });
+
+  it('rejects a pathInfo that is not the tail of the request path with a 500', async () => {
+    const res = await request(s.url).get('/bad-suffix/x');
+    expect(res.status).toBe(500);
+    expect(JSON.stringify(res.body)).not.toMatch(/at .*\.ts/);
+    expect(s.logger.errors().some((line) => line.includes('must be') && line.includes('suffix'))).toBe(true);
+  });
+
+  it('reads bodies with a 10 MiB default limit and a clear error above it', async () => {
+    const res = await request(s.url).get('/too-big');
+    expect(res.body.error).toBe(BodyTooLargeError.name);
+    expect(res.body.message).toMatch(/10485760-byte limit/);
+    expect((await request(s.url).get('/raised-limit')).body).toEqual({ length: 11 * 1024 * 1024 });
+  });
+
+  it('applies method, header, body and env overrides', async () => {
+    const res = await request(s.url).post('/options/x').set('user-agent', 'test-agent').send('original');
+    expect(res.body).toMatchObject({ method: 'PUT', url: '/x', env: { tenant: 'acme' } });
+    expect(res.body.headers['x-added']).toBe('yes');
+    expect(res.body.headers['user-agent']).toBeUndefined();
+    expect(Buffer.from(res.body.bodyHex, 'hex').toString()).toBe('replacement body');
+    expect(res.body.headers['content-length']).toBe('16');
+  });
+
+  it('hands fetch apps the env as second argument and the URL at their own root', async () => {
+    const res = await request(s.url).get('/fetch-env/a/b?c=1');
+    expect(res.body.env).toEqual({ 'trac.env_path': '/srv/a' });
+    expect(res.body.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/a\/b\?c=1$/);
+  });
+
+  it('sends a GatewayResponse built by hand', async () => {
+    const res = await request(s.url).get('/constructed');
+    expect(res.status).toBe(201);
+    expect(res.headers['x-made']).toBe('here');
+    expect(res.text).toBe('built by hand');
+  });
+
+  it('captures Express apps without touching shared prototypes, so the host keeps working', async () => {
+    const prototypes = [express.request, express.response, http.IncomingMessage.prototype, http.ServerResponse.prototype];
+    const before = prototypes.map((p) => [Object.getPrototypeOf(p), Object.getOwnPropertyNames(p).sort().join()]);
+    for (let i = 0; i < 3; i++) {
+      const captured = await request(s.url).get('/express/query?a=1');
+      expect(captured.body).toEqual({ query: { a: '1' } });
+      const file = await request(s.url).get('/express/file');
+      expect(file.text).toBe('hello from a file\n');
+      const redirect = await request(s.url).get('/express/redirect');
+      expect(redirect.headers.location).toBe('/express/target');
+      const mounted = await request(s.url).get('/mounted-express/query?b=2');
+      expect(mounted.body).toEqual({ query: { b: '2' } });
+    }
+    const after = prototypes.map((p) => [Object.getPrototypeOf(p), Object.getOwnPropertyNames(p).sort().join()]);
+    expect(after).toEqual(before);
+  });
+});
