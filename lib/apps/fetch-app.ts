@@ -5,7 +5,9 @@ import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
 /** A WHATWG fetch handler: Hono's `app.fetch`, itty-router, a Cloudflare-style worker. */
-export type FetchHandler = (request: Request, env: GatewayEnv) => Response | Promise<Response>;
+export type FetchHandler = {
+  handler(request: Request, env: GatewayEnv): Response | Promise<Response>;
+}['handler'];
 
 /** Wraps a fetch handler (or an object with `.fetch`, such as a Hono app) as a gateway app. */
 export function fetchApp(handler: FetchHandler | { fetch: FetchHandler }): GatewayApp {

@@ -5,8 +5,13 @@ import { createInnerRequest } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
-/** A Node request listener or Connect/Express app. `next` is Express's fall-through callback. */
-export type NodeListener = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => unknown;
+/**
+ * A Node request listener or Connect/Express app. `next` is Express's fall-through callback.
+ * Declared as a method so that listeners typed with Express's Request/Response are accepted.
+ */
+export type NodeListener = {
+  listener(req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): unknown;
+}['listener'];
 
 /** The request properties that Express mount semantics change, and that are put back after. */
 const MOUNT_PROPERTIES = ['url', 'baseUrl', 'originalUrl', 'params', 'next', 'gatewayEnv'] as const;

@@ -30,6 +30,10 @@ export class CaptureSocket extends Duplex {
         callback(error);
       },
     });
+    // A failure reaches the app as its response's `close` and the consumer through the body;
+    // an unread body or an unwatched socket must not turn it into an uncaught exception.
+    this.on('error', () => undefined);
+    this.body.on('error', () => undefined);
   }
 
   /** Ends the body once the app's response has finished. */

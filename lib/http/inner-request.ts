@@ -28,6 +28,8 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
   inner.rawHeaders = [...init.rawHeaders];
   inner.headers = headersFromRaw(init.rawHeaders);
   Object.assign(inner, init.extras);
+  // The app may not listen for errors; a broken client upload must not crash the process.
+  inner.on('error', () => undefined);
 
   const state = inner as IncomingMessage & { complete: boolean; aborted: boolean };
   const finish = () => {
