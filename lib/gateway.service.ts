@@ -62,8 +62,9 @@ export class GatewayService {
     try {
       return await this.withTimeout(gatewayApp.call(exchange), exchange, options.timeout ?? this.options.timeout);
     } catch (error) {
+      const clientGone = exchange.signal.aborted;
       abort(error);
-      throw this.toHttpError(error, exchange.name);
+      throw this.toHttpError(error, exchange.name, clientGone);
     }
   }
 
@@ -84,8 +85,9 @@ export class GatewayService {
       }
       return await this.withTimeout(app.call(exchange), exchange, timeout);
     } catch (error) {
+      const clientGone = exchange.signal.aborted;
       abort(error);
-      throw this.toHttpError(error, exchange.name);
+      throw this.toHttpError(error, exchange.name, clientGone);
     }
   }
 
@@ -150,7 +152,12 @@ export class GatewayService {
   }
 
   /** One log line naming the app; the client gets a plain 500 without internals. */
-  private toHttpError(error: unknown, name: string): unknown {
+  private toHttpError(error: unknown, name: string, clientGone = false): unknown {
+    if (clientGone) {
+      // Nobody is left to answer; a client that hangs up is not an app failure.
+      this.logger.debug?.(`${name}: client went away (${(error as Error)?.message ?? error})`);
+      return error instanceof HttpException ? error : new InternalServerErrorException(undefined, { cause: error });
+    }
     if (error instanceof GatewayTimeoutException) {
       this.logger.warn(`${name}: ${error.message}`);
       return error;

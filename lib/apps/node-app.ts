@@ -50,8 +50,11 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
 
   return new Promise<GatewayResponse>((resolve, reject) => {
     const fail = (error: unknown) => {
-      if (capture.res.headersSent) capture.destroy(toError(error));
-      else reject(error);
+      if (capture.res.headersSent) {
+        const err = toError(error);
+        exchange.logger.error(`App ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
+        capture.destroy(err);
+      } else reject(error);
     };
     const next = (error?: unknown) => {
       if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
@@ -93,7 +96,9 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
     const onDone = () => settle();
     const fail = (error: unknown) => {
       if (res.headersSent) {
-        res.destroy(toError(error));
+        const err = toError(error);
+        exchange.logger.error(`App mounted at ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
+        res.destroy(err);
         settle();
       } else settle(error);
     };

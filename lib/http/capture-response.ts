@@ -42,6 +42,13 @@ export function captureResponse(req: IncomingMessage): Capture {
     return this;
   } as ServerResponse['writeHead'];
   res.assignSocket(socket as never);
+  // The HTTP server relays its socket's 'drain' to the response; a captured response needs
+  // the same, or an app that respects backpressure stalls after its first full write.
+  socket.on('drain', () => {
+    if (!res.writableNeedDrain) return;
+    clearNeedDrain(res);
+    res.emit('drain');
+  });
   res.on('error', () => undefined);
   res.once('finish', () => {
     socket.endBody();
@@ -57,4 +64,12 @@ export function captureResponse(req: IncomingMessage): Capture {
       socket.destroy(error);
     },
   };
+}
+
+/** Node keeps "needs drain" in a private symbol that its server resets before emitting 'drain'. */
+function clearNeedDrain(res: ServerResponse): void {
+  const holder = res as unknown as Record<symbol, unknown>;
+  for (const symbol of Object.getOwnPropertySymbols(res)) {
+    if (symbol.description === 'kNeedDrain') holder[symbol] = false;
+  }
 }

@@ -1,4 +1,6 @@
 import type { BodyInit } from '../http/body-source.js';
+import type { RemoteUserResolver } from '../identity/remote-user.js';
+import type { RewriteOptions } from '../headers/rewrite.js';
 
 /** Per-request environ extras: WSGI's environ keys, CGI variables, `req.gatewayEnv`, Hono's `c.env`. */
 export type GatewayEnv = Record<string, string | number | boolean | undefined>;
@@ -18,6 +20,37 @@ export interface GatewayModuleOptions {
    * @default 0
    */
   timeout?: number;
+  /**
+   * The principal passed on to apps (REMOTE_USER). Anonymous when it returns undefined, null
+   * or ''.
+   * @default `req.user.username ?? req.user.id` when `req.user` is an object, `req.user` when a string
+   */
+  remoteUser?: RemoteUserResolver;
+  /**
+   * The header that carries the principal to Node, fetch and upstream apps. Client-sent
+   * copies are always removed first, in any letter case.
+   * @default 'remote-user'
+   */
+  identityHeader?: string;
+  /**
+   * More header names that apps might trust as a user name; client-sent copies are removed
+   * (never set by the gateway).
+   * @default ['x-remote-user', 'x-forwarded-user', 'x-webauth-user']
+   */
+  identityAliases?: string[];
+  /**
+   * What `RemoteUserGuard` answers an anonymous request with: the `WWW-Authenticate`
+   * challenge of its 401 (git and hg clients only send credentials after a Basic challenge).
+   * `false` sends no challenge.
+   * @default 'Basic realm="nest-gateway", charset="UTF-8"'
+   */
+  challenge?: string | false;
+  /**
+   * When set, `RemoteUserGuard` redirects anonymous clients that accept HTML here (with the
+   * original URL as the `next` query parameter) instead of answering 401.
+   * @default undefined
+   */
+  loginUrl?: string;
 }
 
 /** Options shared by `@MountGateway` and `callApp`. */
@@ -32,6 +65,16 @@ export interface GatewayCallSettings {
    * @default the module's `timeout`
    */
   timeout?: number;
+  /**
+   * The principal for this mount or call: a name, `null` for anonymous, or a resolver.
+   * @default the module's `remoteUser`
+   */
+  remoteUser?: string | null | RemoteUserResolver;
+  /**
+   * Fix-ups for apps that ignore their mount point: `Location` and `Set-Cookie` paths.
+   * @default undefined (nothing rewritten)
+   */
+  rewrite?: RewriteOptions;
 }
 
 /** Options of `@MountGateway(path, app, options)`. */
