@@ -1,6 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import {
   ConfigurableGatewayModule,
+  GATEWAY_MODULE_OPTIONS,
   type GATEWAY_ASYNC_OPTIONS_TYPE,
   type GATEWAY_OPTIONS_TYPE,
 } from './gateway.module-definition.js';
@@ -13,7 +14,7 @@ import { GatewayService } from './gateway.service.js';
  */
 @Module({
   providers: [GatewayService],
-  exports: [GatewayService],
+  exports: [GatewayService, GATEWAY_MODULE_OPTIONS],
 })
 export class GatewayModule extends ConfigurableGatewayModule {
   static override forRoot(options: typeof GATEWAY_OPTIONS_TYPE = {}): DynamicModule {

@@ -22,17 +22,34 @@ import type {
 } from './interfaces/gateway-options.interface.js';
 import { installExpressRequestHooks } from './platform/express-platform.js';
 import { ALREADY_SENT, hookAdapterReply } from './platform/reply-hook.js';
-import { originalUrlOf, rawRequest, rawResponse } from './platform/request-info.js';
+import { clientView, originalUrlOf, rawRequest, rawResponse } from './platform/request-info.js';
+import { FORWARDED_HEADERS, headerKey, withoutHeaders } from './identity/identity-headers.js';
+import {
+  DEFAULT_IDENTITY_ALIASES,
+  DEFAULT_IDENTITY_HEADER,
+  defaultRemoteUser,
+  resolveRemoteUser,
+} from './identity/remote-user.js';
+import { rewriteResponseHeaders } from './headers/rewrite.js';
 
 /** Calls gateway apps on behalf of controllers and `@MountGateway` classes. */
 @Injectable()
 export class GatewayService {
   private readonly logger = new Logger('Gateway');
+  private readonly identityHeader: string;
+  /** Identity header and aliases, normalised as `headerKey` does. */
+  private readonly identityNames: ReadonlySet<string>;
+  private readonly untrustedNames: ReadonlySet<string>;
 
   constructor(
     @Inject(GATEWAY_MODULE_OPTIONS) private readonly options: GatewayModuleOptions,
     adapterHost: HttpAdapterHost,
   ) {
+    this.identityHeader = (options.identityHeader ?? DEFAULT_IDENTITY_HEADER).toLowerCase();
+    this.identityNames = new Set(
+      [this.identityHeader, ...(options.identityAliases ?? DEFAULT_IDENTITY_ALIASES)].map(headerKey),
+    );
+    this.untrustedNames = new Set([...this.identityNames, ...FORWARDED_HEADERS]);
     // init$ fires as soon as the adapter exists: before Nest registers its body parsers.
     adapterHost.init$.subscribe(() => {
       const adapter = adapterHost.httpAdapter;
@@ -58,9 +75,10 @@ export class GatewayService {
     options: CallOptions = {},
   ): Promise<GatewayResponse> {
     const gatewayApp = toGatewayApp(app);
-    const [exchange, abort] = this.createExchange(rawRequest(req), originalUrlOf(req), pathInfo, options);
+    const [exchange, abort] = this.createExchange(req, pathInfo, options);
     try {
-      return await this.withTimeout(gatewayApp.call(exchange), exchange, options.timeout ?? this.options.timeout);
+      const response = await this.withTimeout(gatewayApp.call(exchange), exchange, options.timeout ?? this.options.timeout);
+      return this.rewrite(response, exchange, options);
     } catch (error) {
       const clientGone = exchange.signal.aborted;
       abort(error);
@@ -76,14 +94,14 @@ export class GatewayService {
     pathInfo: string,
     options: MountOptions & { name: string },
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
-    const [exchange, abort] = this.createExchange(rawRequest(req), originalUrlOf(req), pathInfo, options);
+    const [exchange, abort] = this.createExchange(req, pathInfo, options);
     const timeout = options.timeout ?? this.options.timeout ?? 0;
     try {
-      if (app.serve && timeout <= 0 && exchange.bodyIsLive) {
+      if (app.serve && timeout <= 0 && !options.rewrite && exchange.bodyIsLive) {
         await app.serve(exchange, rawResponse(res));
         return ALREADY_SENT;
       }
-      return await this.withTimeout(app.call(exchange), exchange, timeout);
+      return this.rewrite(await this.withTimeout(app.call(exchange), exchange, timeout), exchange, options);
     } catch (error) {
       const clientGone = exchange.signal.aborted;
       abort(error);
@@ -92,11 +110,12 @@ export class GatewayService {
   }
 
   private createExchange(
-    req: IncomingMessage,
-    originalUrl: string,
+    platformReq: unknown,
     requestedPathInfo: string,
     options: CallOptions,
   ): [GatewayExchange, (reason: unknown) => void] {
+    const req = rawRequest(platformReq);
+    const originalUrl = originalUrlOf(platformReq);
     const { path, search } = splitUrl(originalUrl);
     const { prefix, pathInfo } = splitPrefix(path, requestedPathInfo);
     const name = options.name ?? (prefix || '/');
@@ -112,10 +131,11 @@ export class GatewayService {
       else options.signal.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
     }
 
+    const client = clientView(platformReq);
+    const remoteUser = resolveRemoteUser(platformReq, options.remoteUser, this.options.remoteUser ?? defaultRemoteUser);
     const replacedBody = options.body !== undefined;
-    const rawHeaders = applyHeaderChanges(req.rawHeaders, options.headers, replacedBody ? options.body : undefined);
-    const socket = req.socket as IncomingMessage['socket'] & { encrypted?: boolean };
-    const logger = this.logger;
+    const rawHeaders = this.requestHeaders(req.rawHeaders, options, client.trustsProxy, remoteUser);
+    const socket = req.socket;
     const exchange: GatewayExchange = {
       req,
       method: (options.method ?? req.method ?? 'GET').toUpperCase(),
@@ -124,16 +144,42 @@ export class GatewayService {
       pathInfo,
       search,
       originalUrl,
-      protocol: socket?.encrypted ? 'https' : 'http',
-      host: req.headers.host ?? `${socket?.localAddress ?? 'localhost'}:${socket?.localPort ?? 80}`,
+      protocol: client.protocol,
+      host: client.host ?? `${socket?.localAddress ?? 'localhost'}:${socket?.localPort ?? 80}`,
+      remoteAddress: client.remoteAddress,
+      remoteUser,
+      identityHeader: this.identityHeader,
       env: { ...options.env },
       signal: abort.signal,
       name,
-      logger,
+      logger: this.logger,
       bodyIsLive: !replacedBody && (!hasBody(req) || (!req.readableDidRead && !req.readableEnded)),
       body: () => (replacedBody ? toReadable(options.body) : claimRequestBody(req)),
     };
     return [exchange, (reason) => abort.abort(reason)];
+  }
+
+  /**
+   * The headers an app sees: client-sent identity headers (and, unless the proxy is trusted,
+   * forwarding headers) removed, the caller's changes applied, then the principal added.
+   */
+  private requestHeaders(
+    raw: readonly string[],
+    options: CallOptions,
+    trustsProxy: boolean,
+    remoteUser: string | undefined,
+  ): readonly string[] {
+    const untrusted = trustsProxy ? this.identityNames : this.untrustedNames;
+    const cleaned = withoutHeaders(raw, untrusted);
+    const changed = applyHeaderChanges(cleaned, options.headers, options.body);
+    const result = options.headers ? withoutHeaders(changed, this.identityNames) : [...changed];
+    if (remoteUser !== undefined) result.push(this.identityHeader, remoteUser);
+    return result;
+  }
+
+  private rewrite(response: GatewayResponse, exchange: GatewayExchange, options: CallOptions): GatewayResponse {
+    if (options.rewrite) rewriteResponseHeaders(response.headers, exchange, options.rewrite);
+    return response;
   }
 
   private withTimeout(

@@ -9,6 +9,22 @@ export type {
   MountOptions,
 } from './interfaces/gateway-options.interface.js';
 
+export {
+  RemoteUserGuard,
+  DEFAULT_CHALLENGE,
+  isGitPushRequest,
+} from './identity/remote-user.guard.js';
+export {
+  defaultRemoteUser,
+  DEFAULT_IDENTITY_HEADER,
+  DEFAULT_IDENTITY_ALIASES,
+  InvalidRemoteUserError,
+  type RemoteUserResolver,
+} from './identity/remote-user.js';
+export { GatewayHeaders, GatewayHeadersInterceptor } from './headers/gateway-headers.js';
+export type { HeaderChanges } from './headers/header-changes.js';
+export type { RewriteOptions } from './headers/rewrite.js';
+
 export { MountGateway } from './decorators/mount-gateway.decorator.js';
 export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';
 

@@ -14,7 +14,10 @@ export function fetchApp(handler: FetchHandler | { fetch: FetchHandler }): Gatew
   const fetch = typeof handler === 'function' ? handler : handler.fetch.bind(handler);
   return brand<GatewayApp>({
     kind: 'fetch',
-    call: async (exchange) => toGatewayResponse(await fetch(toRequest(exchange), exchange.env), exchange),
+    call: async (exchange) => {
+      const env = exchange.remoteUser === undefined ? exchange.env : { ...exchange.env, REMOTE_USER: exchange.remoteUser };
+      return toGatewayResponse(await fetch(toRequest(exchange), env), exchange);
+    },
   });
 }
 

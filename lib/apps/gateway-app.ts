@@ -27,6 +27,12 @@ export interface GatewayExchange {
   readonly protocol: 'http' | 'https';
   /** Host (and port) the client addressed. */
   readonly host: string;
+  /** The client's address (the forwarded one behind a trusted proxy). */
+  readonly remoteAddress: string | undefined;
+  /** The principal the Nest app authenticated (REMOTE_USER), or undefined for anonymous. */
+  readonly remoteUser: string | undefined;
+  /** The header that carries `remoteUser` to Node, fetch and upstream apps (already set in rawHeaders). */
+  readonly identityHeader: string;
   readonly env: GatewayEnv;
   /** Aborts when the client goes away or the call is abandoned (timeout, caller's signal). */
   readonly signal: AbortSignal;

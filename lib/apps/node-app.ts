@@ -1,7 +1,7 @@
 import { NotFoundException } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { captureResponse } from '../http/capture-response.js';
-import { createInnerRequest } from '../http/inner-request.js';
+import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
@@ -68,10 +68,16 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
 /** Express mount semantics on the client's own request and response, restored afterwards. */
 function serveListener(listener: NodeListener, exchange: GatewayExchange, res: ServerResponse): Promise<void> {
   const req = exchange.req as IncomingMessage & Record<string, unknown>;
+  exchange.body();
   const saved = MOUNT_PROPERTIES.map((key) => [key, Object.getOwnPropertyDescriptor(req, key)] as const);
+  const { headers, rawHeaders } = req;
   const reqPrototype = Object.getPrototypeOf(req);
   const resPrototype = Object.getPrototypeOf(res);
-  exchange.body();
+  if (exchange.rawHeaders !== rawHeaders) {
+    // The app sees the gateway's headers (forged identity removed, principal added).
+    req.rawHeaders = [...exchange.rawHeaders];
+    req.headers = headersFromRaw(exchange.rawHeaders);
+  }
   req.originalUrl = exchange.originalUrl;
   req.baseUrl = exchange.prefix;
   req.url = appUrl(exchange);
@@ -88,6 +94,8 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
         if (descriptor) Object.defineProperty(req, key, descriptor);
         else delete req[key];
       }
+      req.headers = headers;
+      req.rawHeaders = rawHeaders;
       Object.setPrototypeOf(req, reqPrototype);
       Object.setPrototypeOf(res, resPrototype);
       if (error === undefined) resolve();

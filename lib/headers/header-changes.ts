@@ -46,7 +46,7 @@ export function applyOnWriteHead(res: ServerResponse, changes: HeaderChanges): v
       for (const [name, value] of Object.entries(headers)) if (value !== undefined) this.setHeader(name, value);
     }
     if (!this.headersSent) for (const change of pending) applyChanges(this, change);
-    return reason === undefined ? writeHead.call(this, status) : writeHead.call(this, status, reason);
+    return reason === undefined ? writeHead.call(this, status) : writeHead.call(this, status, reason as never);
   } as ServerResponse['writeHead'];
 }
 

@@ -62,7 +62,7 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
 }
 
 /** Node's own folding rules: repeats joined with ', ', cookies with '; ', set-cookie as an array. */
-function headersFromRaw(raw: readonly string[]): IncomingMessage['headers'] {
+export function headersFromRaw(raw: readonly string[]): IncomingMessage['headers'] {
   const headers: Record<string, string | string[]> = Object.create(null);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();

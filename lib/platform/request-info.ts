@@ -33,3 +33,31 @@ export function routePatternOf(req: unknown): string | undefined {
   const platform = req as PlatformRequest;
   return platform.route?.path ?? platform.routeOptions?.url;
 }
+
+/**
+ * Scheme, host and client address as the platform established them: behind a trusted proxy
+ * (Express `trust proxy`) the forwarded ones, otherwise the socket's.
+ */
+export function clientView(req: unknown): {
+  protocol: 'http' | 'https';
+  host: string | undefined;
+  remoteAddress: string | undefined;
+  trustsProxy: boolean;
+} {
+  const platform = req as PlatformRequest & {
+    protocol?: string;
+    host?: string;
+    ip?: string;
+    app?: { get?(setting: string): unknown };
+  };
+  const raw = rawRequest(req);
+  const socket = raw.socket as IncomingMessage['socket'] & { encrypted?: boolean };
+  const trustsProxy = Boolean(platform.app?.get?.('trust proxy'));
+  const protocol = trustsProxy && platform.protocol ? platform.protocol : socket?.encrypted ? 'https' : 'http';
+  return {
+    protocol: protocol === 'https' ? 'https' : 'http',
+    host: (trustsProxy && platform.host) || raw.headers.host,
+    remoteAddress: (trustsProxy && platform.ip) || socket?.remoteAddress,
+    trustsProxy,
+  };
+}

@@ -1,0 +1,98 @@
+import {
+  type CanActivate,
+  type ExecutionContext,
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  UnauthorizedException,
+} from '@nestjs/common';
+import { GATEWAY_MODULE_OPTIONS } from '../gateway.module-definition.js';
+import type { GatewayModuleOptions } from '../interfaces/gateway-options.interface.js';
+import { originalUrlOf, rawRequest, rawResponse } from '../platform/request-info.js';
+import { defaultRemoteUser, resolveRemoteUser } from './remote-user.js';
+
+/** @default 'Basic realm="nest-gateway", charset="UTF-8"' */
+export const DEFAULT_CHALLENGE = 'Basic realm="nest-gateway", charset="UTF-8"';
+
+/**
+ * Lets a request through only when a principal resolves (the module's `remoteUser`). Otherwise
+ * it answers 401 with a `WWW-Authenticate` challenge, or redirects clients that accept HTML to
+ * `loginUrl?next=<original URL>` when one is configured.
+ *
+ * Subclass it and override the protected hooks to require a user only for some requests:
+ *
+ * @example
+ * ```ts
+ * @Injectable()
+ * export class PushNeedsLogin extends RemoteUserGuard {
+ *   protected override requiresUser(req: IncomingMessage) {
+ *     return isGitPushRequest(req);
+ *   }
+ * }
+ * ```
+ */
+@Injectable()
+export class RemoteUserGuard implements CanActivate {
+  constructor(@Inject(GATEWAY_MODULE_OPTIONS) protected readonly options: GatewayModuleOptions) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const req = context.switchToHttp().getRequest<unknown>();
+    if (!(await this.requiresUser(req, context))) return true;
+    if (this.getRemoteUser(req, context) !== undefined) return true;
+    return this.rejectAnonymous(req, context);
+  }
+
+  /** Whether this request needs a user at all. Default: every request. */
+  protected requiresUser(_req: unknown, _context: ExecutionContext): boolean | Promise<boolean> {
+    return true;
+  }
+
+  /** The principal of the request. Default: the module's `remoteUser` resolver. */
+  protected getRemoteUser(req: unknown, _context: ExecutionContext): string | undefined {
+    return resolveRemoteUser(req, undefined, this.options.remoteUser ?? defaultRemoteUser);
+  }
+
+  /** The challenge sent with a 401, or false for none. Default: the module's `challenge`. */
+  protected getChallenge(_req: unknown, _context: ExecutionContext): string | false {
+    return this.options.challenge ?? DEFAULT_CHALLENGE;
+  }
+
+  /** The login page for browsers, or undefined to answer 401. Default: the module's `loginUrl`. */
+  protected getLoginUrl(_req: unknown, _context: ExecutionContext): string | undefined {
+    return this.options.loginUrl;
+  }
+
+  /** Answers an anonymous request: a redirect for browsers when a login page is set, else 401. */
+  protected rejectAnonymous(req: unknown, context: ExecutionContext): never {
+    const res = rawResponse(context.switchToHttp().getResponse());
+    const loginUrl = this.getLoginUrl(req, context);
+    if (loginUrl && acceptsHtml(req)) {
+      res.setHeader('location', withNext(loginUrl, originalUrlOf(req)));
+      throw new HttpException({ statusCode: HttpStatus.FOUND, message: 'Login required' }, HttpStatus.FOUND);
+    }
+    const challenge = this.getChallenge(req, context);
+    if (challenge) res.setHeader('www-authenticate', challenge);
+    throw new UnauthorizedException('Authentication required');
+  }
+}
+
+function acceptsHtml(req: unknown): boolean {
+  const accept = rawRequest(req).headers.accept ?? '';
+  return /\btext\/html\b|\bapplication\/xhtml\+xml\b/i.test(accept);
+}
+
+function withNext(loginUrl: string, next: string): string {
+  const separator = loginUrl.includes('?') ? '&' : '?';
+  return `${loginUrl}${separator}next=${encodeURIComponent(next)}`;
+}
+
+/**
+ * Whether a request is part of a `git push` over smart HTTP: the ref advertisement
+ * (`GET …/info/refs?service=git-receive-pack`) or the push itself (`POST …/git-receive-pack`).
+ */
+export function isGitPushRequest(req: unknown): boolean {
+  const url = originalUrlOf(req);
+  const [path, query = ''] = url.split('?');
+  return path.endsWith('/git-receive-pack') || new URLSearchParams(query).get('service') === 'git-receive-pack';
+}

@@ -1,0 +1,297 @@
+import { All, Controller, Get, Inject, Injectable, Req, UseGuards } from '@nestjs/common';
+import type { ExecutionContext } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  GatewayHeaders,
+  GatewayModule,
+  GatewayService,
+  MountGateway,
+  PathInfo,
+  RemoteUserGuard,
+  fetchApp,
+  isGitPushRequest,
+} from 'nest-gateway';
+import request from 'supertest';
+import { echoListener } from './fixtures/apps.js';
+import { LoginController, authenticate, basic } from './fixtures/login.js';
+import { startNest, type Started } from './fixtures/start.js';
+
+const fetchEcho = fetchApp(async (req, env) =>
+  Response.json({ url: req.url, headers: Object.fromEntries(req.headers), env }),
+);
+
+@Injectable()
+class PushNeedsLogin extends RemoteUserGuard {
+  protected override requiresUser(req: unknown) {
+    return isGitPushRequest(req);
+  }
+}
+
+@MountGateway('node', echoListener)
+class NodeMount {}
+
+@MountGateway('fetch', fetchEcho)
+class FetchMount {}
+
+@MountGateway('service', echoListener, { remoteUser: 'svc-account' })
+class ServiceMount {}
+
+@MountGateway('private', echoListener)
+@UseGuards(RemoteUserGuard)
+class PrivateMount {}
+
+@MountGateway('git', echoListener)
+@UseGuards(PushNeedsLogin)
+class GitMount {}
+
+function ignorant(req: IncomingMessage, res: ServerResponse) {
+  const url = req.url ?? '/';
+  res.setHeader('set-cookie', ['a=1; Path=/; HttpOnly', 'b=2; path=/sub; Secure', 'c=3', 'd=4; Path=/pfx/x']);
+  if (url.startsWith('/relative')) res.writeHead(302, { location: '/login?x=1' });
+  else if (url.startsWith('/absolute')) res.writeHead(302, { location: `http://${req.headers.host}/login` });
+  else if (url.startsWith('/elsewhere')) res.writeHead(302, { location: 'https://example.org/login' });
+  else if (url.startsWith('/already')) res.writeHead(302, { location: '/pfx/login' });
+  else res.writeHead(200);
+  res.end('ok');
+}
+
+@MountGateway('pfx', ignorant, { rewrite: { location: true, cookiePath: true } })
+class RewrittenMount {}
+
+@MountGateway('raw', ignorant)
+class UnrewrittenMount {}
+
+@MountGateway('headers', echoListener)
+@GatewayHeaders({ set: { server: 'nest-gateway' }, remove: ['x-powered-by'], append: { vary: 'Cookie' } })
+class HeadersMount {}
+
+@Controller('calls')
+@GatewayHeaders({ set: { 'x-class': 'yes' } })
+class CallsController {
+  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  @All('node/*path')
+  node(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(echoListener, req, pathInfo);
+  }
+
+  @All('anonymous/*path')
+  anonymous(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(echoListener, req, pathInfo, { remoteUser: null });
+  }
+
+  @Get('plain')
+  @GatewayHeaders({ set: { 'x-handler': 'yes' }, remove: ['x-powered-by'] })
+  plain() {
+    return { plain: true };
+  }
+}
+
+const controllers = [
+  LoginController,
+  NodeMount,
+  FetchMount,
+  ServiceMount,
+  PrivateMount,
+  GitMount,
+  RewrittenMount,
+  UnrewrittenMount,
+  HeadersMount,
+  CallsController,
+];
+
+const FORGED = {
+  'Remote-User': 'mallory',
+  'REMOTE-USER': 'mallory',
+  remote_user: 'mallory',
+  'X-Remote-User': 'mallory',
+  'x-forwarded-user': 'mallory',
+  'X-WebAuth-User': 'mallory',
+};
+
+function identityHeadersIn(headers: Record<string, unknown>) {
+  return Object.entries(headers).filter(([name]) => /remote.user|forwarded.user|webauth/i.test(name));
+}
+
+describe('single sign-on', () => {
+  let s: Started;
+  let callerSaw: Record<string, unknown> = {};
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot({ loginUrl: '/login' })], controllers }, (app) => {
+      app.use(authenticate);
+      app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
+        const headers = req.headers;
+        res.on('finish', () => {
+          callerSaw = { sameObject: req.headers === headers, remoteUser: req.headers['remote-user'] };
+        });
+        next();
+      });
+    });
+  });
+  afterAll(() => s.close());
+
+  const forged = (path: string) => {
+    let r = request(s.url).get(path);
+    for (const [name, value] of Object.entries(FORGED)) r = r.set(name, value);
+    return r;
+  };
+
+  it.each(['/node/x', '/calls/node/x'])('removes every forged identity header for anonymous requests (%s)', async (path) => {
+    const res = await forged(path);
+    expect(res.status).toBe(200);
+    expect(identityHeadersIn(res.body.headers)).toEqual([]);
+  });
+
+  it('removes forged identity headers and sets no REMOTE_USER for fetch apps', async () => {
+    const res = await forged('/fetch/x');
+    expect(identityHeadersIn(res.body.headers)).toEqual([]);
+    expect(res.body.env.REMOTE_USER).toBeUndefined();
+  });
+
+  it.each(['/node/x', '/calls/node/x'])('passes the logged-in user once, never a forged one (%s)', async (path) => {
+    const res = await forged(path).set('authorization', basic('alice'));
+    expect(identityHeadersIn(res.body.headers)).toEqual([['remote-user', 'alice']]);
+  });
+
+  it('passes the user to fetch apps as header and env.REMOTE_USER', async () => {
+    const res = await forged('/fetch/x').set('authorization', basic('bob'));
+    expect(identityHeadersIn(res.body.headers)).toEqual([['remote-user', 'bob']]);
+    expect(res.body.env.REMOTE_USER).toBe('bob');
+  });
+
+  it('restores the caller’s own headers after a direct mount', async () => {
+    const res = await forged('/node/x').set('authorization', basic('alice'));
+    expect(res.body.headers['remote-user']).toBe('alice');
+    expect(callerSaw).toEqual({ sameObject: true, remoteUser: 'mallory' });
+  });
+
+  it('lets a mount or a call override the principal', async () => {
+    const service = await forged('/service/x');
+    expect(identityHeadersIn(service.body.headers)).toEqual([['remote-user', 'svc-account']]);
+    const anonymous = await forged('/calls/anonymous/x').set('authorization', basic('alice'));
+    expect(identityHeadersIn(anonymous.body.headers)).toEqual([]);
+  });
+
+  it('challenges command-line clients with Basic, then lets them in', async () => {
+    const anonymous = await request(s.url).get('/private/x');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers['www-authenticate']).toMatch(/^Basic realm=/);
+    const wrong = await request(s.url).get('/private/x').set('authorization', basic('alice', 'nope'));
+    expect(wrong.status).toBe(401);
+    const ok = await request(s.url).get('/private/x').set('authorization', basic('alice'));
+    expect(ok.status).toBe(200);
+    expect(ok.body.headers['remote-user']).toBe('alice');
+  });
+
+  it('sends browsers to the login page and back, then keeps them signed in by cookie', async () => {
+    const anonymous = await request(s.url).get('/private/docs?page=2').set('accept', 'text/html');
+    expect(anonymous.status).toBe(302);
+    expect(anonymous.headers.location).toBe('/login?next=%2Fprivate%2Fdocs%3Fpage%3D2');
+    const login = await request(s.url)
+      .post('/login?next=%2Fprivate%2Fdocs%3Fpage%3D2')
+      .type('form')
+      .send({ username: 'bob', password: 'builder' });
+    expect(login.status).toBe(302);
+    expect(login.headers.location).toBe('/private/docs?page=2');
+    const cookie = (login.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
+    const page = await request(s.url).get('/private/docs?page=2').set('accept', 'text/html').set('cookie', cookie);
+    expect(page.status).toBe(200);
+    expect(page.body).toMatchObject({ url: '/docs?page=2' });
+    expect(page.body.headers['remote-user']).toBe('bob');
+  });
+
+  it('requires a user only for git pushes when the guard’s hook says so', async () => {
+    expect((await request(s.url).get('/git/repo.git/info/refs?service=git-upload-pack')).status).toBe(200);
+    expect((await request(s.url).post('/git/repo.git/git-upload-pack')).status).toBe(200);
+    const advert = await request(s.url).get('/git/repo.git/info/refs?service=git-receive-pack');
+    expect(advert.status).toBe(401);
+    expect(advert.headers['www-authenticate']).toMatch(/^Basic/);
+    expect((await request(s.url).post('/git/repo.git/git-receive-pack')).status).toBe(401);
+    const push = await request(s.url).post('/git/repo.git/git-receive-pack').set('authorization', basic('alice'));
+    expect(push.status).toBe(200);
+    expect(push.body.headers['remote-user']).toBe('alice');
+  });
+});
+
+describe('response shaping', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers });
+  });
+  afterAll(() => s.close());
+
+  it('rewrites root-relative Locations into the mount', async () => {
+    const res = await request(s.url).get('/pfx/relative');
+    expect(res.headers.location).toBe('/pfx/login?x=1');
+  });
+
+  it('rewrites absolute Locations on the app’s own host, never other hosts or prefixed ones', async () => {
+    const host = new URL(s.url).host;
+    expect((await request(s.url).get('/pfx/absolute')).headers.location).toBe(`http://${host}/pfx/login`);
+    expect((await request(s.url).get('/pfx/elsewhere')).headers.location).toBe('https://example.org/login');
+    expect((await request(s.url).get('/pfx/already')).headers.location).toBe('/pfx/login');
+  });
+
+  it('rewrites cookie paths, keeping every cookie and attribute', async () => {
+    const res = await request(s.url).get('/pfx/');
+    expect(res.headers['set-cookie']).toEqual([
+      'a=1; Path=/pfx; HttpOnly',
+      'b=2; path=/pfx/sub; Secure',
+      'c=3',
+      'd=4; Path=/pfx/x',
+    ]);
+  });
+
+  it('changes nothing when rewriting is off', async () => {
+    expect((await request(s.url).get('/raw/relative')).headers.location).toBe('/login?x=1');
+    expect((await request(s.url).get('/raw/')).headers['set-cookie'][0]).toBe('a=1; Path=/; HttpOnly');
+  });
+
+  it('applies @GatewayHeaders to a mounted app', async () => {
+    const res = await request(s.url).get('/headers/x');
+    expect(res.headers.server).toBe('nest-gateway');
+    expect(res.headers['x-powered-by']).toBeUndefined();
+    expect(res.headers.vary).toMatch(/Cookie/);
+  });
+
+  it('applies @GatewayHeaders to a returned GatewayResponse and to an ordinary handler', async () => {
+    const called = await request(s.url).get('/calls/node/x');
+    expect(called.headers['x-class']).toBe('yes');
+    const plain = await request(s.url).get('/calls/plain');
+    expect(plain.body).toEqual({ plain: true });
+    expect(plain.headers['x-class']).toBe('yes');
+    expect(plain.headers['x-handler']).toBe('yes');
+    expect(plain.headers['x-powered-by']).toBeUndefined();
+  });
+});
+
+describe('scheme, host and client address behind a proxy', () => {
+  const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', 'x-forwarded-for': '203.0.113.9' };
+
+  it('uses the socket’s when the proxy is not trusted, and hides forwarding headers', async () => {
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [FetchMount, NodeMount] });
+    try {
+      const fetched = await request(s.url).get('/fetch/a').set(forwarded);
+      expect(fetched.body.url).toBe(`${s.url}/a`);
+      expect(fetched.body.headers['x-forwarded-proto']).toBeUndefined();
+      const node = await request(s.url).get('/node/a').set(forwarded);
+      expect(node.body.headers['x-forwarded-host']).toBeUndefined();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('uses the forwarded ones when Express trusts the proxy', async () => {
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [FetchMount, NodeMount] }, (app) => {
+      (app as unknown as { set(k: string, v: unknown): void }).set('trust proxy', 'loopback');
+    });
+    try {
+      const fetched = await request(s.url).get('/fetch/a?b=1').set(forwarded);
+      expect(fetched.body.url).toBe('https://public.example/a?b=1');
+      const node = await request(s.url).get('/node/a').set(forwarded);
+      expect(node.body.headers['x-forwarded-host']).toBe('public.example');
+    } finally {
+      await s.close();
+    }
+  });
+});
