@@ -32,3 +32,36 @@ describe('sample 001-embed', () => {
     expect((await request(s.url).get('/wikis/ops/logout')).headers.location).toBe('/logout');
   });
 });
+
+describe('sample 001-embed single sign-on', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [AppModule] });
+  });
+  afterAll(() => s.close());
+
+  it('sends browsers to log in, then every app greets the signed-in user', async () => {
+    const anonymous = await request(s.url).get('/private/').set('accept', 'text/html');
+    expect(anonymous.status).toBe(302);
+    expect(anonymous.headers.location).toBe('/login?next=%2Fprivate%2F');
+    const login = await request(s.url).post('/login?next=%2Fprivate%2F').type('form').send({ username: 'demo', password: 'demo' });
+    expect(login.headers.location).toBe('/private/');
+    const cookie = (login.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
+    expect((await request(s.url).get('/private/').set('cookie', cookie)).text).toContain('Hello, <b id="greeting">demo</b>');
+    expect((await request(s.url).get('/express/').set('cookie', cookie)).text).toContain('Hello, <b id="greeting">demo</b>');
+    expect((await request(s.url).get('/hono/').set('cookie', cookie)).text).toContain('Hello, <b id="greeting">demo</b>');
+  });
+
+  it('challenges command-line clients with Basic and accepts the demo credentials', async () => {
+    const anonymous = await request(s.url).get('/private/');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers['www-authenticate']).toMatch(/^Basic/);
+    const ok = await request(s.url).get('/private/').auth('demo', 'demo');
+    expect(ok.text).toContain('Hello, <b id="greeting">demo</b>');
+  });
+
+  it('never lets a forged header sign anyone in', async () => {
+    const forged = await request(s.url).get('/express/').set('remote-user', 'admin').set('x-remote-user', 'admin');
+    expect(forged.text).toContain('anonymous visitor');
+  });
+});

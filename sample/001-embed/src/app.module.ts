@@ -1,5 +1,7 @@
-import { Module } from '@nestjs/common';
-import { GatewayModule, MountGateway } from 'nest-gateway';
+import { type MiddlewareConsumer, Module, type NestModule, UseGuards } from '@nestjs/common';
+import { GatewayModule, MountGateway, RemoteUserGuard } from 'nest-gateway';
+import { authenticate } from './auth.js';
+import { createPrivateApp } from './private-app.js';
 import { createExpressApp } from './express-app.js';
 import { createHonoApp } from './hono-app.js';
 import { PagesController } from './pages.controller.js';
@@ -11,8 +13,17 @@ export class ExpressMount {}
 @MountGateway('hono', createHonoApp())
 export class HonoMount {}
 
+/** Browsers without a session go to /login; command-line clients get a Basic challenge. */
+@MountGateway('private', createPrivateApp())
+@UseGuards(RemoteUserGuard)
+export class PrivateMount {}
+
 @Module({
-  imports: [GatewayModule.forRoot()],
-  controllers: [PagesController, WikiController, ExpressMount, HonoMount],
+  imports: [GatewayModule.forRoot({ loginUrl: '/login' })],
+  controllers: [PagesController, WikiController, ExpressMount, HonoMount, PrivateMount],
 })
-export class AppModule {}
+export class AppModule implements NestModule {
+  configure(consumer: MiddlewareConsumer) {
+    consumer.apply(authenticate).forRoutes('*path');
+  }
+}

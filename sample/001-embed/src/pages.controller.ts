@@ -1,19 +1,26 @@
-import { Controller, Get, Header } from '@nestjs/common';
+import { Body, Controller, Get, Header, Post, Query, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { checkPassword, closeSession, openSession, sessionId } from './auth.js';
 
 const layout = (title: string, body: string) =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
+
+const userOf = (req: Request) => (req as Request & { user?: { username: string } }).user?.username;
 
 @Controller()
 export class PagesController {
   @Get()
   @Header('content-type', 'text/html; charset=utf-8')
-  home() {
+  home(@Req() req: Request) {
+    const user = userOf(req);
     return layout(
       'nest-gateway sample',
       `<h1>nest-gateway: apps inside a Nest app</h1>
+<p>${user ? `Signed in as <b id="user">${user}</b>. <a href="/logout">Log out</a>` : '<a href="/login">Log in</a> (demo / demo)'}</p>
 <ul>
   <li><a href="/express/">An Express app mounted at /express</a></li>
   <li><a href="/hono/">A Hono app mounted at /hono</a></li>
+  <li><a href="/private/">A members-only app</a>: it trusts the user name the Nest app hands it (single sign-on)</li>
   <li><a href="/wikis/team/">A legacy wiki called through callApp</a> (its login and logout go to ours)</li>
 </ul>`,
     );
@@ -21,13 +28,32 @@ export class PagesController {
 
   @Get('login')
   @Header('content-type', 'text/html; charset=utf-8')
-  login() {
-    return layout('Log in', '<h1>The Nest app’s login page</h1><p><a href="/">Home</a></p>');
+  login(@Query('next') next = '/', @Query('failed') failed?: string) {
+    return layout(
+      'Log in',
+      `<h1>The Nest app’s login page</h1>${failed ? '<p>Wrong user name or password.</p>' : ''}
+<form method="post" action="/login?next=${encodeURIComponent(next)}">
+  <label>User <input name="username" value="demo"></label>
+  <label>Password <input name="password" type="password"></label>
+  <button type="submit">Log in</button>
+</form>`,
+    );
+  }
+
+  @Post('login')
+  submit(@Body() body: { username?: string; password?: string }, @Query('next') next: string, @Res() res: Response) {
+    const target = next?.startsWith('/') && !next.startsWith('//') ? next : '/';
+    if (!checkPassword(body.username ?? '', body.password ?? '')) {
+      return res.redirect(`/login?failed=1&next=${encodeURIComponent(target)}`);
+    }
+    res.cookie('sid', openSession(body.username!), { httpOnly: true, sameSite: 'lax', path: '/' });
+    return res.redirect(target);
   }
 
   @Get('logout')
-  @Header('content-type', 'text/html; charset=utf-8')
-  logout() {
-    return layout('Logged out', '<h1>The Nest app’s logout page</h1><p><a href="/">Home</a></p>');
+  logout(@Req() req: Request, @Res() res: Response) {
+    closeSession(sessionId(req));
+    res.clearCookie('sid', { path: '/' });
+    return res.redirect('/');
   }
 }
