@@ -75,15 +75,8 @@ export class GatewayService {
     options: CallOptions = {},
   ): Promise<GatewayResponse> {
     const gatewayApp = toGatewayApp(app);
-    const [exchange, abort] = this.createExchange(req, pathInfo, options);
-    try {
-      const response = await this.withTimeout(gatewayApp.call(exchange), exchange, options.timeout ?? this.options.timeout);
-      return this.rewrite(response, exchange, options);
-    } catch (error) {
-      const clientGone = exchange.signal.aborted;
-      abort(error);
-      throw this.toHttpError(error, exchange.name, clientGone);
-    }
+    const timeout = options.timeout ?? this.options.timeout ?? 0;
+    return this.run(req, pathInfo, options, (exchange) => this.callAndShape(gatewayApp, exchange, options, timeout));
   }
 
   /** Serves a `@MountGateway` request: directly when the app can, else through a GatewayResponse. */
@@ -94,19 +87,42 @@ export class GatewayService {
     pathInfo: string,
     options: MountOptions & { name: string },
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
-    const [exchange, abort] = this.createExchange(req, pathInfo, options);
     const timeout = options.timeout ?? this.options.timeout ?? 0;
-    try {
+    return this.run(req, pathInfo, options, async (exchange) => {
       if (app.serve && timeout <= 0 && !options.rewrite && exchange.bodyIsLive) {
         await app.serve(exchange, rawResponse(res));
         return ALREADY_SENT;
       }
-      return this.rewrite(await this.withTimeout(app.call(exchange), exchange, timeout), exchange, options);
+      return this.callAndShape(app, exchange, options, timeout);
+    });
+  }
+
+  /** Runs one app call; a failure aborts the exchange and becomes an HTTP error, logged once. */
+  private async run<T>(
+    req: unknown,
+    pathInfo: string,
+    options: CallOptions,
+    work: (exchange: GatewayExchange) => Promise<T>,
+  ): Promise<T> {
+    const [exchange, abort] = this.createExchange(req, pathInfo, options);
+    try {
+      return await work(exchange);
     } catch (error) {
       const clientGone = exchange.signal.aborted;
       abort(error);
       throw this.toHttpError(error, exchange.name, clientGone);
     }
+  }
+
+  private async callAndShape(
+    app: GatewayApp,
+    exchange: GatewayExchange,
+    options: CallOptions,
+    timeout: number,
+  ): Promise<GatewayResponse> {
+    const response = await this.withTimeout(app.call(exchange), exchange, timeout);
+    if (options.rewrite) rewriteResponseHeaders(response.headers, exchange, options.rewrite);
+    return response;
   }
 
   private createExchange(
@@ -175,11 +191,6 @@ export class GatewayService {
     const result = options.headers ? withoutHeaders(changed, this.identityNames) : [...changed];
     if (remoteUser !== undefined) result.push(this.identityHeader, remoteUser);
     return result;
-  }
-
-  private rewrite(response: GatewayResponse, exchange: GatewayExchange, options: CallOptions): GatewayResponse {
-    if (options.rewrite) rewriteResponseHeaders(response.headers, exchange, options.rewrite);
-    return response;
   }
 
   private withTimeout(
