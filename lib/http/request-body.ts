@@ -79,6 +79,11 @@ export function claimRequestBody(req: IncomingMessage): Readable | null {
   const replay = (req as TrackedRequest)[REPLAY];
   if (replay?.complete && replay.chunks) return Readable.from(replay.chunks, { objectMode: false });
   if (!req.readableDidRead && !req.readableEnded && !req.destroyed) return req;
+  if (replay?.chunks && !replay.complete && req.readableDidRead) {
+    throw new RequestBodyConsumedError(
+      'only partly: an earlier call is still reading it; read that response to the end first, or pass CallOptions.body',
+    );
+  }
   if (replay && !replay.chunks) {
     throw new RequestBodyConsumedError(
       `and was larger than the replay limit (${replay.size} bytes read); raise GatewayModule's bodyReplayLimit or pass CallOptions.body`,
