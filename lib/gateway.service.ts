@@ -14,7 +14,7 @@ import { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';
 import { knownLength, toReadable } from './http/body-source.js';
 import type { GatewayResponse } from './http/gateway-response.js';
 import { PathInfoError, splitPrefix, splitUrl } from './http/path-info.js';
-import { claimRequestBody, hasBody, RequestBodyConsumedError } from './http/request-body.js';
+import { claimRequestBody, hasBody, isBodyUntouched, RequestBodyConsumedError } from './http/request-body.js';
 import type {
   CallOptions,
   GatewayModuleOptions,
@@ -169,7 +169,7 @@ export class GatewayService {
       signal: abort.signal,
       name,
       logger: this.logger,
-      bodyIsLive: !replacedBody && (!hasBody(req) || (!req.readableDidRead && !req.readableEnded)),
+      bodyIsLive: !replacedBody && (!hasBody(req) || isBodyUntouched(req)),
       body: () => (replacedBody ? toReadable(options.body) : claimRequestBody(req)),
     };
     return [exchange, (reason) => abort.abort(reason)];

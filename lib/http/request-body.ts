@@ -24,6 +24,11 @@ export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
 }
 
+/** Whether nobody has read from the request stream yet. */
+export function isBodyUntouched(req: IncomingMessage): boolean {
+  return !req.readableDidRead && !req.readableEnded;
+}
+
 /**
  * Keeps body parsers away from a request that a mounted app will stream: they skip a request
  * without Content-Type, so it is hidden here and restored before the app sees the request.
@@ -78,7 +83,7 @@ export function claimRequestBody(req: IncomingMessage): Readable | null {
   if (!hasBody(req)) return null;
   const replay = (req as TrackedRequest)[REPLAY];
   if (replay?.complete && replay.chunks) return Readable.from(replay.chunks, { objectMode: false });
-  if (!req.readableDidRead && !req.readableEnded && !req.destroyed) return req;
+  if (isBodyUntouched(req) && !req.destroyed) return req;
   if (replay?.chunks && !replay.complete && req.readableDidRead) {
     throw new RequestBodyConsumedError(
       'only partly: an earlier call is still reading it; read that response to the end first, or pass CallOptions.body',
