@@ -32,6 +32,11 @@ export type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
 export { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
 export { nodeApp, type NodeListener } from './apps/node-app.js';
 export { fetchApp, type FetchHandler } from './apps/fetch-app.js';
+export { cgiApp, type CgiAppOptions } from './apps/cgi-app.js';
+export type { CgiSpawner, CgiChild, CgiSpawnRequest, CgiExit } from './cgi/spawner.js';
+export type { LocalRedirects } from './cgi/local-redirect.js';
+export { fastcgiApp, type FastcgiAppOptions } from './apps/fastcgi-app.js';
+export type { FastcgiAddress } from './fastcgi/fastcgi-connection.js';
 
 export {
   GatewayResponse,

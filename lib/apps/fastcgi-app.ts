@@ -1,0 +1,191 @@
+import { BadGatewayException, ServiceUnavailableException } from '@nestjs/common';
+import { cgiVariables } from '../cgi/cgi-variables.js';
+import { respondFromOutput } from '../cgi/cgi-response.js';
+import { sizedRequestBody } from '../cgi/sized-request-body.js';
+import type { FastcgiAddress } from '../fastcgi/fastcgi-connection.js';
+import { FastcgiPool } from '../fastcgi/fastcgi-pool.js';
+import { FastcgiConnectionError, FastcgiRefusedError } from '../fastcgi/fastcgi-connection.js';
+import { ProtocolStatus } from '../fastcgi/records.js';
+import { locateScript } from '../fastcgi/script-location.js';
+import type { GatewayResponse } from '../http/gateway-response.js';
+import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
+import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
+
+/** Options of `fastcgiApp(address, options)`. Times are in milliseconds; 0 turns a limit off. */
+export interface FastcgiAppOptions {
+  /**
+   * The script every request runs (fcgiwrap, php-fpm with a front controller); the whole
+   * path after the mount is PATH_INFO.
+   * @default undefined
+   */
+  scriptFilename?: string;
+  /**
+   * Document root on the responder's side: the path names the script, as with nginx's
+   * `fastcgi_split_path_info` (`/x/index.php/rest`). Ignored when `scriptFilename` is set.
+   * @default undefined
+   */
+  documentRoot?: string;
+  /**
+   * Script run for a path ending in `/` under `documentRoot`.
+   * @default 'index.php'
+   */
+  index?: string;
+  /**
+   * A path segment ending in one of these names the script under `documentRoot`.
+   * @default ['.php']
+   */
+  scriptExtensions?: string[];
+  /**
+   * Fixed params; they override request-derived ones (a call's `env` overrides these).
+   * @default {}
+   */
+  env?: GatewayEnv;
+  /**
+   * Pass Authorization and Proxy-Authorization on as HTTP_* params.
+   * @default false
+   */
+  passAuthorization?: boolean;
+  /**
+   * AUTH_TYPE sent along with REMOTE_USER.
+   * @default 'Nest'
+   */
+  authType?: string;
+  /**
+   * Requests in flight per responder, each on its own connection: size it to the responder
+   * (php-fpm's `pm.max_children`). Further requests wait.
+   * @default 16
+   */
+  maxConnections?: number;
+  /**
+   * Requests that may wait for a connection per responder (503 beyond). A request waits at most `headersTimeout`.
+   * @default 1000
+   */
+  maxQueue?: number;
+  /**
+   * How long an idle connection is kept for reuse (FCGI_KEEP_CONN); 0 opens one per request.
+   * @default 4000
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Time to establish a connection.
+   * @default 5000
+   */
+  connectTimeout?: number;
+  /**
+   * Time the responder has to send its headers (504 after it).
+   * @default 30000
+   */
+  headersTimeout?: number;
+  /**
+   * Time the responder may go without output once the headers are sent; the response is cut after it.
+   * @default 60000
+   */
+  idleTimeout?: number;
+  /**
+   * Time a request may take in all.
+   * @default 0 (no limit)
+   */
+  totalTimeout?: number;
+  /**
+   * Largest header block accepted (502 beyond).
+   * @default 65536
+   */
+  maxHeaderBytes?: number;
+  /**
+   * STDERR logged per request; the rest is dropped.
+   * @default 65536
+   */
+  maxStderrBytes?: number;
+  /**
+   * A body without Content-Length is buffered up to this size to learn CONTENT_LENGTH
+   * (413 beyond); 0 answers such bodies with 411.
+   * @default 10485760 (10 MiB)
+   */
+  maxBufferedBody?: number;
+}
+
+/**
+ * A FastCGI responder (php-fpm, fcgiwrap, uWSGI, …) as a gateway app, over a pool of
+ * keep-alive connections. Several addresses are balanced by load.
+ */
+export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: FastcgiAppOptions = {}): GatewayApp & { close(): void } {
+  const pool = new FastcgiPool([address].flat(), {
+    maxConnections: options.maxConnections ?? 16,
+    maxQueue: options.maxQueue ?? 1000,
+    keepAliveTimeout: options.keepAliveTimeout ?? 4000,
+    connectTimeout: options.connectTimeout ?? 5000,
+  });
+  const limits = {
+    headersTimeout: options.headersTimeout ?? 30_000,
+    idleTimeout: options.idleTimeout ?? 60_000,
+    totalTimeout: options.totalTimeout ?? 0,
+    maxHeaderBytes: options.maxHeaderBytes ?? 64 * 1024,
+  };
+  const maxStderr = options.maxStderrBytes ?? 64 * 1024;
+
+  const call = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
+    const script = locateScript(exchange.prefix, exchange.pathInfo, {
+      scriptFilename: options.scriptFilename,
+      documentRoot: options.documentRoot,
+      index: options.index ?? 'index.php',
+      scriptExtensions: options.scriptExtensions ?? ['.php'],
+    });
+    const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024);
+    const params = cgiVariables(exchange, {
+      scriptFilename: script.scriptFilename,
+      split: script.split,
+      documentRoot: options.documentRoot,
+      passAuthorization: options.passAuthorization ?? false,
+      authType: options.authType ?? 'Nest',
+      contentLength: input.length ?? 0,
+      env: options.env,
+    });
+    let lease;
+    try {
+      lease = await pool.lease(exchange.signal, limits.headersTimeout);
+    } catch (error) {
+      input.stream?.destroy();
+      throw mapFailure(error, exchange, exchange.name);
+    }
+    const { connection, release } = lease;
+    const tag = `${exchange.name} [FastCGI ${connection.socket.remoteAddress ?? 'unix'}:${connection.socket.remotePort ?? ''}]`;
+    let stderrBytes = 0;
+    const request = connection.request(params, input.stream, options.keepAliveTimeout !== 0, (chunk) => {
+      if (stderrBytes >= maxStderr) return;
+      stderrBytes += chunk.length;
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) exchange.logger.warn(`${tag} stderr: ${line}`);
+      if (stderrBytes >= maxStderr) exchange.logger.warn(`${tag} stderr: more than ${maxStderr} bytes, the rest is not logged`);
+    });
+    request.ended.then(
+      (end) => {
+        release();
+        if (end.appStatus !== 0) exchange.logger.warn(`${tag} ended with application status ${end.appStatus}`);
+      },
+      () => release(),
+    );
+    try {
+      const { response } = await respondFromOutput(request.stdout, exchange, limits, tag, () => connection.destroy());
+      return response;
+    } catch (error) {
+      throw mapFailure(error, exchange, tag);
+    }
+  };
+  return Object.assign(brand<GatewayApp>({ kind: 'fastcgi', call }), { close: () => pool.close() });
+}
+
+/** END_REQUEST refusals and broken connections, as the client should see them. */
+function mapFailure(error: unknown, exchange: GatewayExchange, tag: string): unknown {
+  if (error instanceof FastcgiRefusedError) {
+    if (error.protocolStatus === ProtocolStatus.UnknownRole) {
+      exchange.logger.error(`${tag} does not accept the Responder role`);
+      return new BadGatewayException(undefined, { cause: error });
+    }
+    exchange.logger.warn(`${tag} ${error.message}`);
+    return new ServiceUnavailableException(undefined, { cause: error });
+  }
+  if (error instanceof FastcgiConnectionError) {
+    exchange.logger.error(`${tag} ${error.message}`);
+    return new BadGatewayException(undefined, { cause: error });
+  }
+  return error;
+}

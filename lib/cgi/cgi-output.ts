@@ -1,0 +1,75 @@
+import { Transform, type Readable } from 'node:stream';
+import { CgiHeadParser, CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
+
+/**
+ * Reads a CGI response head off `output` (a script's stdout, a FastCGI request's stdout
+ * records). Resolves with the head and the body bytes that came with it, leaving `output`
+ * paused; rejects when the output breaks, ends early or is not a valid head.
+ */
+export function readCgiHead(output: Readable, maxHeaderBytes: number): Promise<{ head: CgiResponseHead; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const parser = new CgiHeadParser(maxHeaderBytes);
+    const settle = (fn: () => void) => {
+      output.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      output.pause();
+      fn();
+    };
+    const onData = (chunk: Buffer) => {
+      try {
+        const parsed = parser.push(chunk);
+        if (parsed) settle(() => resolve(parsed));
+      } catch (error) {
+        settle(() => reject(error));
+      }
+    };
+    const onEnd = () =>
+      settle(() => {
+        try {
+          parser.end();
+        } catch (error) {
+          reject(error);
+        }
+      });
+    const onError = (error: Error) => settle(() => reject(error));
+    const onClose = () => settle(() => reject(new CgiProtocolError('output closed before the headers ended')));
+    output.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
+}
+
+export interface CgiBodyOptions {
+  /** Milliseconds without output (while the client is reading) before `onIdle`; 0 for none. */
+  idleTimeout: number;
+  onIdle(): void;
+}
+
+/**
+ * The response body: the bytes that came with the head, then the rest of `output`, with
+ * backpressure. Output errors reach the body; destroying the body destroys the output.
+ */
+export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions): Readable {
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    if (options.idleTimeout <= 0) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      // A slow client is not an idle script: wait while the body is full.
+      if (body.readableLength >= body.readableHighWaterMark || output.isPaused()) arm();
+      else options.onIdle();
+    }, options.idleTimeout);
+  };
+  const body = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      arm();
+      callback(null, chunk);
+    },
+  });
+  if (rest.length > 0) body.write(rest);
+  output.on('error', (error) => body.destroy(error));
+  body.on('close', () => {
+    clearTimeout(timer);
+    if (!output.readableEnded) output.destroy();
+  });
+  arm();
+  output.pipe(body);
+  return body;
+}

@@ -1,0 +1,100 @@
+import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
+import type { Readable } from 'node:stream';
+import type { GatewayExchange } from '../apps/gateway-app.js';
+import { GatewayResponse } from '../http/gateway-response.js';
+import { cgiBody, readCgiHead } from './cgi-output.js';
+import { CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
+
+/** Time limits (ms, 0 for none) and size limit of a CGI-style response. */
+export interface CgiResponseLimits {
+  headersTimeout: number;
+  idleTimeout: number;
+  totalTimeout: number;
+  maxHeaderBytes: number;
+}
+
+/**
+ * Turns CGI-style output (a script's stdout, a FastCGI request's STDOUT) into a
+ * GatewayResponse as soon as its head is read. Whenever the producer must stop (the exchange
+ * aborts, a time limit passes, the head is invalid, the body is abandoned) `stop` is called
+ * once with the reason.
+ */
+export async function respondFromOutput(
+  output: Readable,
+  exchange: GatewayExchange,
+  limits: CgiResponseLimits,
+  tag: string,
+  stop: (reason: string) => void,
+): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
+  const timers: NodeJS.Timeout[] = [];
+  let body: Readable | undefined;
+  let stopped = false;
+  const halt = (reason: string, error?: Error) => {
+    if (stopped) return;
+    stopped = true;
+    for (const timer of timers) clearTimeout(timer);
+    exchange.signal.removeEventListener('abort', onAbort);
+    if (error) failHead(error);
+    body?.destroy(new Error(`${exchange.name}: ${reason}`));
+    stop(reason);
+  };
+  const timeOut = (reason: string) => {
+    exchange.logger.warn(`${tag} ${reason}; stopping it`);
+    halt(reason, new GatewayTimeoutException(`${exchange.name} ${reason}`));
+  };
+  const onAbort = () => halt(`request aborted (${describe(exchange.signal.reason)})`, asError(exchange.signal.reason));
+  let failHead: (error: Error) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (failHead = reject));
+  failed.catch(() => undefined);
+
+  output.once('close', () => {
+    for (const timer of timers) clearTimeout(timer);
+    exchange.signal.removeEventListener('abort', onAbort);
+  });
+  if (exchange.signal.aborted) onAbort();
+  else exchange.signal.addEventListener('abort', onAbort, { once: true });
+  if (limits.totalTimeout > 0) timers.push(setTimeout(() => timeOut(`ran longer than ${limits.totalTimeout} ms`), limits.totalTimeout));
+  const headTimer =
+    limits.headersTimeout > 0
+      ? setTimeout(() => timeOut(`sent no headers within ${limits.headersTimeout} ms`), limits.headersTimeout)
+      : undefined;
+
+  let head: CgiResponseHead;
+  let rest: Buffer;
+  try {
+    ({ head, rest } = await Promise.race([readCgiHead(output, limits.maxHeaderBytes), failed]));
+  } catch (error) {
+    if (error instanceof CgiProtocolError) {
+      exchange.logger.error(`${tag} invalid CGI response: ${error.message}`);
+      halt('invalid response');
+      throw new BadGatewayException(undefined, { cause: error });
+    }
+    halt(describe(error));
+    throw error;
+  } finally {
+    clearTimeout(headTimer);
+  }
+
+  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
+  if (exchange.method === 'HEAD') {
+    output.resume();
+    return { head, response: new GatewayResponse(init) };
+  }
+  const stream = cgiBody(rest, output, {
+    idleTimeout: limits.idleTimeout,
+    onIdle: () => timeOut(`sent no output for ${limits.idleTimeout} ms`),
+  });
+  body = stream;
+  stream.once('close', () => {
+    if (!stream.readableEnded) halt('response body abandoned');
+  });
+  return { head, response: new GatewayResponse({ ...init, body: stream }) };
+}
+
+function describe(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
+}

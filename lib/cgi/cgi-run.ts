@@ -1,0 +1,99 @@
+import type { Readable } from 'node:stream';
+import type { GatewayExchange } from '../apps/gateway-app.js';
+import type { GatewayResponse } from '../http/gateway-response.js';
+import { respondFromOutput, type CgiResponseLimits } from './cgi-response.js';
+import type { CgiResponseHead } from './cgi-response-head.js';
+import { signalGroup, type CgiChild } from './spawner.js';
+import { logErrorOutput } from './stderr-log.js';
+
+/** Limits of one CGI process; see `CgiAppOptions` for their meaning and defaults. */
+export interface CgiRunLimits extends CgiResponseLimits {
+  killGrace: number;
+  maxStderrBytes: number;
+}
+
+/**
+ * One CGI process serving one exchange: feeds its stdin, reads its response, logs its stderr
+ * and exit, and ends its whole process group when the request is over, however it ends
+ * (done, timed out, client gone, response abandoned).
+ */
+export class CgiRun {
+  private readonly tag: string;
+  private exited = false;
+  private finished = false;
+  private stopped = false;
+  private exitTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly child: CgiChild,
+    private readonly exchange: GatewayExchange,
+    private readonly limits: CgiRunLimits,
+    private readonly onExited: () => void,
+  ) {
+    this.tag = `${exchange.name} [pid ${child.pid}]`;
+  }
+
+  respond(input: Readable | null): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
+    const { child, exchange, limits } = this;
+    logErrorOutput(child.stderr, exchange.logger, this.tag, limits.maxStderrBytes);
+    void child.exit.then((exit) => this.onExit(exit.code, exit.signal));
+    child.stdout.once('close', () => this.settle());
+    this.feed(input);
+    return respondFromOutput(child.stdout, exchange, limits, this.tag, (reason) => this.stop(reason));
+  }
+
+  /** Ends the whole process group: SIGTERM, then SIGKILL after the grace period. */
+  private stop(reason: string): void {
+    if (this.stopped || this.finished) return;
+    this.stopped = true;
+    this.exchange.logger.debug?.(`${this.tag} stopping: ${reason}`);
+    this.child.stdout.destroy();
+    this.child.stdin.destroy();
+    this.endGroup();
+  }
+
+  private feed(input: Readable | null): void {
+    const stdin = this.child.stdin;
+    stdin.on('error', () => undefined); // EPIPE: the script answered without reading it all
+    if (!input) {
+      stdin.end();
+      return;
+    }
+    // Not pipeline(): a script that stops reading must not destroy the client's request.
+    input.pipe(stdin);
+    input.once('error', () => this.stop('request body failed'));
+    stdin.once('close', () => {
+      input.unpipe(stdin);
+      if (!input.readableEnded && !input.destroyed) input.resume();
+    });
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    this.exited = true;
+    this.onExited();
+    if (!this.stopped) {
+      if (code !== 0) this.exchange.logger.warn(`${this.tag} exited with ${signal ? `signal ${signal}` : `code ${code}`}`);
+      // Output still open after the script exited: a child it forked holds it. Give the pipe a
+      // moment to drain, then end the group so that the response can finish.
+      if (!this.child.stdout.closed) {
+        this.exitTimer = setTimeout(() => this.endGroup(), this.limits.killGrace);
+        this.exitTimer.unref();
+      }
+    }
+    this.settle();
+  }
+
+  /** Both the process and its output are done: whatever is left in the group goes. */
+  private settle(): void {
+    if (this.finished || !this.exited || !this.child.stdout.closed) return;
+    this.finished = true;
+    clearTimeout(this.exitTimer);
+    this.endGroup();
+  }
+
+  private endGroup(): void {
+    const pid = this.child.pid;
+    if (!signalGroup(pid, 'SIGTERM')) return;
+    setTimeout(() => signalGroup(pid, 'SIGKILL'), this.limits.killGrace).unref();
+  }
+}

@@ -1,0 +1,78 @@
+import { ServiceUnavailableException } from '@nestjs/common';
+
+interface Waiter {
+  grant(): void;
+}
+
+/**
+ * At most `max` holders at a time; others wait in a bounded FIFO queue. A full queue, a wait
+ * longer than `maxWait` or an aborted signal rejects. `acquire` resolves to an idempotent
+ * release function.
+ */
+export class ConcurrencyLimit {
+  private active = 0;
+  private readonly queue: Waiter[] = [];
+
+  constructor(
+    readonly max: number,
+    readonly maxQueue: number,
+    private readonly what: string,
+  ) {}
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  get running(): number {
+    return this.active;
+  }
+
+  acquire(signal: AbortSignal, maxWait: number): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.active < this.max) {
+      this.active++;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.queue.length >= this.maxQueue) {
+      return Promise.reject(new ServiceUnavailableException(`${this.what} is busy: ${this.maxQueue} requests already wait`));
+    }
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const leave = () => {
+        const index = this.queue.indexOf(waiter);
+        if (index !== -1) this.queue.splice(index, 1);
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = () => {
+        leave();
+        reject(signal.reason);
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          leave();
+          this.active++;
+          resolve(this.releaser());
+        },
+      };
+      this.queue.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (maxWait > 0) {
+        timer = setTimeout(() => {
+          leave();
+          reject(new ServiceUnavailableException(`${this.what} is busy: no slot within ${maxWait} ms`));
+        }, maxWait);
+      }
+    });
+  }
+
+  private releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.queue[0]?.grant();
+    };
+  }
+}

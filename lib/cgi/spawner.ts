@@ -1,0 +1,56 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+
+export interface CgiSpawnRequest {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+}
+
+export interface CgiExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A running CGI process, leader of its own process group. */
+export interface CgiChild {
+  readonly pid: number;
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Resolves when the process itself has exited (children it forked may live on). */
+  readonly exit: Promise<CgiExit>;
+}
+
+/** Starts CGI processes: on the main thread, or through spawn helpers (see `spawn-helper-pool.ts`). */
+export interface CgiSpawner {
+  spawn(request: CgiSpawnRequest): Promise<CgiChild>;
+}
+
+/** Spawns from this process. Simple, but each fork of a large process stalls the event loop. */
+export const directSpawner: CgiSpawner = {
+  async spawn({ file, args, env, cwd }) {
+    const child = spawn(file, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const exit = new Promise<CgiExit>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', () => resolve({ code: null, signal: null }));
+    });
+    await Promise.race([once(child, 'spawn'), once(child, 'error').then(([error]) => Promise.reject(error))]);
+    return { pid: child.pid!, stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, exit };
+  },
+};
+
+/**
+ * Signals every process of a CGI request's group. Returns false when the group is gone
+ * (ESRCH): nothing of the request is left running.
+ */
+export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
