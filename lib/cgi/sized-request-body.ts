@@ -1,7 +1,6 @@
 import { HttpException, HttpStatus, PayloadTooLargeException } from '@nestjs/common';
 import { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
-import { BodyTooLargeError, readLimited } from '../http/read-body.js';
 
 /** A request body with the length CONTENT_LENGTH must announce. */
 export interface SizedBody {
@@ -32,16 +31,38 @@ export async function sizedRequestBody(exchange: GatewayExchange, bufferLimit: n
   const stream = exchange.body();
   if (!stream) return { length: undefined, stream: null };
   if (bufferLimit <= 0) {
-    stream.destroy();
+    discard(stream);
     throw new HttpException('A request body needs a Content-Length here', HttpStatus.LENGTH_REQUIRED);
   }
-  try {
-    const body = await readLimited(stream, bufferLimit);
-    return { length: body.length, stream: body.length > 0 ? Readable.from([body]) : null };
-  } catch (error) {
-    if (error instanceof BodyTooLargeError) {
-      throw new PayloadTooLargeException(`A request body without Content-Length may not exceed ${bufferLimit} bytes`);
-    }
-    throw error;
+  const body = await readUpTo(stream, bufferLimit);
+  if (!body) {
+    throw new PayloadTooLargeException(`A request body without Content-Length may not exceed ${bufferLimit} bytes`);
   }
+  return { length: body.length, stream: body.length > 0 ? Readable.from([body]) : null };
+}
+
+/** The whole body, or undefined (the rest discarded) once it grows past `limit`. */
+function readUpTo(stream: Readable, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) return void chunks.push(chunk);
+      stream.off('data', onData).off('end', onEnd).off('error', reject);
+      discard(stream);
+      resolve(undefined);
+    };
+    const onEnd = () => resolve(Buffer.concat(chunks, size));
+    stream.on('data', onData).once('end', onEnd).once('error', reject);
+  });
+}
+
+/**
+ * Drops the rest of a body without destroying it: on a mounted route it is the client's own
+ * request, and destroying it would close the connection before the 411/413 is sent.
+ */
+function discard(stream: Readable): void {
+  stream.on('error', () => undefined);
+  stream.resume();
 }
