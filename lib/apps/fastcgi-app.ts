@@ -2,6 +2,7 @@ import { BadGatewayException, ServiceUnavailableException } from '@nestjs/common
 import { cgiVariables } from '../cgi/cgi-variables.js';
 import { respondFromOutput } from '../cgi/cgi-response.js';
 import { sizedRequestBody } from '../cgi/sized-request-body.js';
+import { ErrorOutputLog } from '../cgi/stderr-log.js';
 import type { FastcgiAddress } from '../fastcgi/fastcgi-connection.js';
 import { FastcgiPool } from '../fastcgi/fastcgi-pool.js';
 import { FastcgiConnectionError, FastcgiRefusedError } from '../fastcgi/fastcgi-connection.js';
@@ -121,7 +122,6 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     totalTimeout: options.totalTimeout ?? 0,
     maxHeaderBytes: options.maxHeaderBytes ?? 64 * 1024,
   };
-  const maxStderr = options.maxStderrBytes ?? 64 * 1024;
 
   const call = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
     const script = locateScript(exchange.prefix, exchange.pathInfo, {
@@ -149,16 +149,12 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     }
     const { connection, release } = lease;
     const tag = `${exchange.name} [FastCGI ${connection.socket.remoteAddress ?? 'unix'}:${connection.socket.remotePort ?? ''}]`;
-    let stderrBytes = 0;
-    const request = connection.request(params, input.stream, options.keepAliveTimeout !== 0, (chunk) => {
-      if (stderrBytes >= maxStderr) return;
-      stderrBytes += chunk.length;
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) exchange.logger.warn(`${tag} stderr: ${line}`);
-      if (stderrBytes >= maxStderr) exchange.logger.warn(`${tag} stderr: more than ${maxStderr} bytes, the rest is not logged`);
-    });
+    const errorLog = new ErrorOutputLog(exchange.logger, tag, options.maxStderrBytes ?? 64 * 1024);
+    const request = connection.request(params, input.stream, options.keepAliveTimeout !== 0, (chunk) => errorLog.write(chunk));
     request.ended.then(
       (end) => {
         release();
+        errorLog.end();
         if (end.appStatus !== 0) exchange.logger.warn(`${tag} ended with application status ${end.appStatus}`);
       },
       () => release(),
