@@ -63,6 +63,8 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
       callback(null, chunk);
     },
   });
+  // Errors still reach whoever reads the body; an unread body must not crash the process.
+  body.on('error', () => undefined);
   if (rest.length > 0) body.write(rest);
   output.on('error', (error) => body.destroy(error));
   body.on('close', () => {

@@ -1,4 +1,4 @@
-import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
+import { HOP_BY_HOP_HEADERS, hopByHopNames } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
 export interface CgiResponseHead {
@@ -76,6 +76,7 @@ function interpret(lines: readonly string[]): CgiResponseHead {
   const headers = new Headers();
   let status: number | undefined;
   let statusText: string | undefined;
+  const connection: string[] = [];
   for (const line of lines) {
     if (line[0] === ' ' || line[0] === '\t') throw new CgiProtocolError('folded header lines are not allowed');
     const colon = line.indexOf(':');
@@ -91,10 +92,14 @@ function interpret(lines: readonly string[]): CgiResponseHead {
       if (!match || status !== undefined) throw new CgiProtocolError(`invalid Status header ${JSON.stringify(value)}`);
       status = Number(match[1]);
       statusText = match[2] || undefined;
+    } else if (lower === 'connection') {
+      connection.push(value);
     } else if (!HOP_BY_HOP_HEADERS.has(lower)) {
       headers.append(name, value);
     }
   }
+  // Names the script listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
+  for (const name of hopByHopNames(connection.join(','))) headers.delete(name);
   const location = headers.get('location');
   if (location !== null && status === undefined) {
     const local = location.startsWith('/') && !location.startsWith('//');

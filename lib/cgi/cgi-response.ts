@@ -47,6 +47,9 @@ export async function respondFromOutput(
   const failed = new Promise<never>((_, reject) => (failHead = reject));
   failed.catch(() => undefined);
 
+  // The producer may fail at any moment (a responder closing its connection): that must
+  // never become an unhandled 'error', whoever is listening at the time.
+  output.on('error', () => undefined);
   output.once('close', () => {
     for (const timer of timers) clearTimeout(timer);
     exchange.signal.removeEventListener('abort', onAbort);
@@ -75,11 +78,6 @@ export async function respondFromOutput(
     clearTimeout(headTimer);
   }
 
-  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
-  if (exchange.method === 'HEAD') {
-    output.resume();
-    return { head, response: new GatewayResponse(init) };
-  }
   const stream = cgiBody(rest, output, {
     idleTimeout: limits.idleTimeout,
     onIdle: () => timeOut(`sent no output for ${limits.idleTimeout} ms`),
@@ -88,6 +86,12 @@ export async function respondFromOutput(
   stream.once('close', () => {
     if (!stream.readableEnded) halt('response body abandoned');
   });
+  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
+  if (exchange.method === 'HEAD') {
+    // Drained and dropped, under the same idle limit as a body the client reads.
+    stream.resume();
+    return { head, response: new GatewayResponse(init) };
+  }
   return { head, response: new GatewayResponse({ ...init, body: stream }) };
 }
 
