@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { authenticate, basic } from './fixtures/login.js';
 import { startNest, type Started } from './fixtures/start.js';
+import { waitFor, within, isAlive } from './fixtures/waiting.js';
 
 // A secret of the Nest process that no script may see. Set before any cgiApp is created.
 process.env.SECRET_TOKEN = 'do-not-leak';
@@ -166,42 +167,8 @@ function rawRequest(url: string, lines: string[]): Promise<{ status: number; bod
   });
 }
 
-async function waitFor(check: () => boolean, ms: number, label: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for: ${label}`);
-    await sleep(20);
-  }
-}
 
-async function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for: ${label}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
-/**
- * Whether a process still runs. A zombie has already exited (it only waits for its parent,
- * possibly an init that is slow to reap orphans), so it counts as gone.
- */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 /** The pids lifecycle.sh recorded for a test id: [script, background child]. */
 async function pidsOf(id: string): Promise<[number, number]> {
@@ -212,7 +179,7 @@ async function pidsOf(id: string): Promise<[number, number]> {
 }
 
 async function expectGone(pids: number[]): Promise<void> {
-  await waitFor(() => pids.every((pid) => !alive(pid)), 5000, `processes ${pids.join(', ')} to be gone`);
+  await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, `processes ${pids.join(', ')} to be gone`);
 }
 
 let nextId = 0;
@@ -229,7 +196,7 @@ afterAll(() => {
   // Safety net only (tests assert the groups are gone): no child outlives the suite.
   for (const file of readdirSync(WORK).filter((f) => f.endsWith('.pids'))) {
     for (const pid of readFileSync(join(WORK, file), 'utf8').trim().split(' ').map(Number)) {
-      if (alive(pid)) {
+      if (isAlive(pid)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -917,7 +884,7 @@ describe('cgiApp: limits and process groups', () => {
     const reply = send(`${s.url}/life/no-headers`, { headers: { 'x-test-id': id }, onRequest: (r) => (request = r) });
     reply.catch(() => undefined);
     const pids = await pidsOf(id);
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(isAlive)).toBe(true);
     request!.destroy();
     await expectGone(pids);
   });
@@ -936,7 +903,7 @@ describe('cgiApp: limits and process groups', () => {
     req.on('error', () => undefined);
     req.write(Buffer.alloc(1000, 'x'));
     const pids = await pidsOf(id);
-    expect(pids.every(alive)).toBe(true);
+    expect(pids.every(isAlive)).toBe(true);
     req.destroy();
     await expectGone(pids);
   });

@@ -21,10 +21,10 @@ import {
   type NodeListener,
 } from 'nest-gateway';
 import http, { type IncomingHttpHeaders, type Server } from 'node:http';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { startNest, type Started } from './fixtures/start.js';
+import { waitFor, within } from './fixtures/waiting.js';
 
 // ---------------------------------------------------------------------------------------------
 // Probes: how apps report what happened to them
@@ -73,26 +73,7 @@ function probeOf(id: string | string[] | null | undefined): Probe {
   return probes.get(String(id)) ?? new Probe();
 }
 
-/** Races `promise` against a timer that is always cleared (so it cannot skew the leak checks). */
-async function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for: ${label}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number, label: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for: ${label}`);
-    await sleep(10);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Apps

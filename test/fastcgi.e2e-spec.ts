@@ -18,6 +18,7 @@ import request from 'supertest';
 import { authenticate, basic } from './fixtures/login.js';
 import { startFcgiwrap, startPhpFpm, startUwsgiFastcgi, type Peer } from './fixtures/peers.js';
 import { startNest, type Started } from './fixtures/start.js';
+import { waitFor, within } from './fixtures/waiting.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/fastcgi', import.meta.url));
 const MiB = 1024 * 1024;
@@ -28,25 +29,7 @@ type FcgiApp = ReturnType<typeof fastcgiApp>;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-async function waitFor(check: () => boolean, ms: number, label: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for: ${label}`);
-    await sleep(10);
-  }
-}
 
-async function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for: ${label}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface RawResponse {
   status: number;

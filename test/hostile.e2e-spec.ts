@@ -25,6 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { authenticate, basic } from './fixtures/login.js';
 import { FCGIWRAP, startFcgiwrap, tempDir, waitForSocket, type Peer } from './fixtures/peers.js';
 import { startNest, type Started } from './fixtures/start.js';
+import { waitFor } from './fixtures/waiting.js';
 
 const FIXTURE_DIR = fileURLToPath(new URL('./fixtures/hostile', import.meta.url));
 const SCRIPT = join(FIXTURE_DIR, 'hostile.sh');
@@ -128,13 +129,6 @@ function endGroup(id: string): void {
   }
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number, label: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for: ${label}`);
-    await sleep(20);
-  }
-}
 
 /** The script of run `id` has started: its pid is recorded. */
 async function started(id: string, count = 1): Promise<number[]> {

@@ -1,5 +1,4 @@
 import { All, Controller, Get, Inject, Injectable, Req, UseGuards } from '@nestjs/common';
-import type { ExecutionContext } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   GatewayHeaders,
