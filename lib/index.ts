@@ -37,6 +37,7 @@ export type { CgiSpawner, CgiChild, CgiSpawnRequest, CgiExit } from './cgi/spawn
 export type { LocalRedirects } from './cgi/local-redirect.js';
 export { fastcgiApp, type FastcgiAppOptions } from './apps/fastcgi-app.js';
 export type { FastcgiAddress } from './fastcgi/fastcgi-connection.js';
+export { proxyApp, type ProxyAppOptions } from './apps/proxy-app.js';
 
 export {
   GatewayResponse,

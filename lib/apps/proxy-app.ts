@@ -1,0 +1,137 @@
+import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { GatewayExchange } from './gateway-app.js';
+import { brand, type GatewayApp } from './gateway-app.js';
+import { GatewayResponse } from '../http/gateway-response.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
+import { RetryableBody } from '../proxy/retryable-body.js';
+import { createUpstream, UpstreamBalancer, type Upstream } from '../proxy/upstream-pool.js';
+import { clientView } from '../platform/request-info.js';
+
+/** Options of `proxyApp(url, options)`. Times are in milliseconds; 0 turns a limit off. */
+export interface ProxyAppOptions {
+  /**
+   * Host header sent upstream: `'keep'` passes the client's on (the app builds URLs for the
+   * public host), `'upstream'` sends the upstream's own, a string sends that.
+   * @default 'keep'
+   */
+  host?: 'keep' | 'upstream' | string;
+  /**
+   * Send X-Forwarded-For, -Proto, -Host and -Prefix (the mount prefix, for apps behind e.g.
+   * Werkzeug's ProxyFix to build their URLs).
+   * @default true
+   */
+  xForwarded?: boolean;
+  /**
+   * Connections per upstream.
+   * @default 64
+   */
+  connections?: number;
+  /**
+   * How long an idle upstream connection is kept for reuse.
+   * @default 4000
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Time to connect to an upstream (504 after it).
+   * @default 10000
+   */
+  connectTimeout?: number;
+  /**
+   * Time the upstream has to send its response headers (504 after it).
+   * @default 30000
+   */
+  headersTimeout?: number;
+  /**
+   * Time the upstream may go without sending body bytes; the response is cut after it.
+   * @default 60000
+   */
+  bodyTimeout?: number;
+}
+
+const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
+// Failures where the upstream never saw the request, so another one may take it.
+const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/**
+ * An upstream HTTP server (gunicorn, uWSGI, `hg serve`, Grafana, another Node process) as a
+ * gateway app, over undici connection pools. Several URLs are balanced by load.
+ */
+export function proxyApp(url: string | URL | Array<string | URL>, options: ProxyAppOptions = {}): GatewayApp & { close(): Promise<void> } {
+  const balancer = new UpstreamBalancer(
+    [url].flat().map((target) =>
+      createUpstream(target, {
+        connections: options.connections ?? 64,
+        keepAliveTimeout: options.keepAliveTimeout ?? 4000,
+        connectTimeout: options.connectTimeout ?? 10_000,
+      }),
+    ),
+  );
+  const hostPolicy = options.host ?? 'keep';
+
+  const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null) =>
+    upstream.pool.request({
+      path: (upstream.basePath + (exchange.pathInfo || '/')).replace(/^(?!\/)/, '/') + exchange.search,
+      method: exchange.method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(exchange, {
+        host: hostPolicy === 'keep' ? exchange.host : hostPolicy === 'upstream' ? upstream.host : hostPolicy,
+        xForwarded: options.xForwarded ?? true,
+        trustsProxy: clientView(exchange.req).trustsProxy,
+      }),
+      body,
+      signal: exchange.signal,
+      headersTimeout: options.headersTimeout ?? 30_000,
+      bodyTimeout: options.bodyTimeout ?? 60_000,
+      responseHeaders: 'raw',
+    });
+
+  const call = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
+    const hasBody = exchange.rawHeaders.some((value, i) => i % 2 === 0 && /^(content-length|transfer-encoding)$/i.test(value));
+    const source = hasBody ? exchange.body() : null;
+    const body = source ? new RetryableBody(source) : null;
+    const tried = new Set<Upstream>();
+    for (;;) {
+      const upstream = balancer.pick(tried)!;
+      tried.add(upstream);
+      try {
+        const response = await send(upstream, exchange, body?.view() ?? null);
+        return toGatewayResponse(response, exchange);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? '';
+        if (exchange.signal.aborted) throw error;
+        if (NOT_REACHED.has(code)) upstream.downUntil = Date.now() + 5000;
+        // Only a request whose body is still unread can go to another upstream.
+        const retryable = NOT_REACHED.has(code) && !body?.started;
+        if (retryable && tried.size < balancer.upstreams.length) continue;
+        throw toHttpError(error, code, upstream, exchange);
+      }
+    }
+  };
+
+  return Object.assign(brand<GatewayApp>({ kind: 'proxy', call }), { close: () => balancer.close() });
+}
+
+function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayExchange): GatewayResponse {
+  const headers = clientResponseHeaders(response.headers as unknown as Buffer[]);
+  const body = response.body;
+  // undici errors the body when the upstream dies or stalls mid-body: the client must see a break.
+  body.on('error', () => undefined);
+  if (exchange.method === 'HEAD') body.resume();
+  return new GatewayResponse({
+    status: response.statusCode,
+    statusText: response.statusText || undefined,
+    headers,
+    body: exchange.method === 'HEAD' ? null : body,
+  });
+}
+
+function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {
+  const message = (error as Error)?.message ?? String(error);
+  if (TIMEOUTS.has(code)) {
+    exchange.logger.warn(`${exchange.name}: upstream ${upstream.name} timed out (${message})`);
+    return new GatewayTimeoutException(undefined, { cause: error });
+  }
+  exchange.logger.error(`${exchange.name}: upstream ${upstream.name} failed: ${message}${code ? ` (${code})` : ''}`);
+  return new BadGatewayException(undefined, { cause: error });
+}

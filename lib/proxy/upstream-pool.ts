@@ -1,0 +1,90 @@
+import { Pool } from 'undici';
+
+/** One upstream server: an origin with its connection pool. */
+export interface Upstream {
+  /** `http://host:port` or `unix:/path`, for logs. */
+  readonly name: string;
+  /** Path the upstream app lives under (`/base` of `http://host/base`), without trailing `/`. */
+  readonly basePath: string;
+  /** Host header value when the Host is rewritten to the upstream's. */
+  readonly host: string;
+  readonly pool: Pool;
+  /** Until when it is skipped after a failed connect. */
+  downUntil: number;
+}
+
+export interface UpstreamPoolSettings {
+  connections: number;
+  keepAliveTimeout: number;
+  connectTimeout: number;
+}
+
+/**
+ * Parses `http://host:port/base`, `https://…`, `unix:/path/to.sock` or
+ * `http://unix:/path/to.sock:/base` (nginx's spelling) into an upstream with its own pool.
+ */
+export function createUpstream(target: string | URL, settings: UpstreamPoolSettings): Upstream {
+  const text = String(target);
+  const poolOptions = {
+    connections: settings.connections,
+    keepAliveTimeout: settings.keepAliveTimeout,
+    connect: { timeout: settings.connectTimeout },
+  };
+  const unix = /^(?:https?:\/\/)?unix:(\/[^:]*)(?::(\/.*))?$/.exec(text);
+  if (unix) {
+    const [, socketPath, base = ''] = unix;
+    return {
+      name: `unix:${socketPath}`,
+      basePath: trimSlash(base),
+      host: 'localhost',
+      pool: new Pool('http://localhost', { ...poolOptions, socketPath }),
+      downUntil: 0,
+    };
+  }
+  const url = new URL(text);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TypeError(`proxyApp needs an http:, https: or unix: URL, got ${text}`);
+  }
+  return {
+    name: url.origin,
+    basePath: trimSlash(url.pathname),
+    host: url.host,
+    pool: new Pool(url.origin, poolOptions),
+    downUntil: 0,
+  };
+}
+
+function trimSlash(path: string): string {
+  return path.replace(/\/+$/, '');
+}
+
+/** Least busy first (round robin among equals), skipping upstreams that recently refused. */
+export class UpstreamBalancer {
+  private next = 0;
+
+  constructor(readonly upstreams: readonly Upstream[]) {
+    if (upstreams.length === 0) throw new TypeError('proxyApp needs at least one upstream');
+  }
+
+  pick(exclude: ReadonlySet<Upstream> = new Set()): Upstream | undefined {
+    const now = Date.now();
+    const start = this.next++ % this.upstreams.length;
+    let best: Upstream | undefined;
+    let bestScore = Infinity;
+    for (let i = 0; i < this.upstreams.length; i++) {
+      const upstream = this.upstreams[(start + i) % this.upstreams.length];
+      if (exclude.has(upstream)) continue;
+      const stats = upstream.pool.stats;
+      const score = stats.running + stats.pending + (upstream.downUntil > now ? 1e9 : 0);
+      if (score < bestScore) {
+        best = upstream;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.upstreams.map((u) => u.pool.close().catch(() => undefined)));
+  }
+}
