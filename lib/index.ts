@@ -34,6 +34,8 @@ export { nodeApp, type NodeListener } from './apps/node-app.js';
 export { fetchApp, type FetchHandler } from './apps/fetch-app.js';
 export { cgiApp, type CgiAppOptions } from './apps/cgi-app.js';
 export type { CgiSpawner, CgiChild, CgiSpawnRequest, CgiExit } from './cgi/spawner.js';
+export { directSpawner } from './cgi/spawner.js';
+export { SpawnHelperPool, type SpawnHelperOptions } from './cgi/spawn-helper-pool.js';
 export type { LocalRedirects } from './cgi/local-redirect.js';
 export { fastcgiApp, type FastcgiAppOptions } from './apps/fastcgi-app.js';
 export type { FastcgiAddress } from './fastcgi/fastcgi-connection.js';

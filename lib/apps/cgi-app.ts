@@ -155,7 +155,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
           env: options.env,
         }),
       };
-      child = await spawner().spawn({ file, args, env, cwd });
+      child = await spawner().spawn({ file, args, env, cwd, stdin: input.stream !== null });
     } catch (error) {
       release();
       input.stream?.destroy();

@@ -1,6 +1,291 @@
-import { directSpawner, type CgiSpawner } from './spawner.js';
+import { Logger } from '@nestjs/common';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { directSpawner, type CgiChild, type CgiExit, type CgiSpawner, type CgiSpawnRequest } from './spawner.js';
 
-// Placeholder until the helper design is measured.
+const HELPER_SCRIPT = fileURLToPath(new URL('../../helpers/cgi-fork-server.py', import.meta.url));
+const HEADER_BYTES = 12;
+
+export interface SpawnHelperOptions {
+  /**
+   * Helper processes; requests are spread over them.
+   * @default 2 to 4, by the number of CPUs
+   */
+  helpers?: number;
+  /**
+   * Python 3.10 or later, which runs the helper.
+   * @default '/usr/bin/python3' when it exists, else 'python3' on PATH
+   */
+  python?: string;
+}
+
+interface PendingSpawn {
+  id: number;
+  streams: string;
+  sockets: Partial<Record<'i' | 'o' | 'e', Socket>>;
+  helper: Helper;
+  pid?: number;
+  exited: boolean;
+  settled: boolean;
+  resolve(child: CgiChild): void;
+  reject(error: Error): void;
+  resolveExit(exit: CgiExit): void;
+  exit: Promise<CgiExit>;
+}
+
+interface Helper {
+  process: ChildProcess;
+  inflight: Set<PendingSpawn>;
+  dead: boolean;
+}
+
+/**
+ * Starts CGI processes through small Python helpers that vfork, so that the cost of starting
+ * a process never stalls this event loop and does not grow with this process's heap. Each
+ * child's stdin/stdout/stderr is a Unix socket connection the helper makes back to us.
+ * Without a usable Python it falls back to spawning directly (and says so once).
+ */
+export class SpawnHelperPool implements CgiSpawner {
+  private readonly logger = new Logger('Gateway');
+  private readonly helperCount: number;
+  private readonly python: string;
+  private readonly pending = new Map<number, PendingSpawn>();
+  private helpers: Helper[] = [];
+  private started: Promise<boolean> | undefined;
+  private server: Server | undefined;
+  private dir: string | undefined;
+  private sequence = 0;
+  private turn = 0;
+  private closed = false;
+
+  constructor(options: SpawnHelperOptions = {}) {
+    this.helperCount = options.helpers ?? Math.min(4, Math.max(2, availableParallelism()));
+    this.python = options.python ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  }
+
+  async spawn(request: CgiSpawnRequest): Promise<CgiChild> {
+    this.started ??= this.start();
+    if (!(await this.started)) return directSpawner.spawn(request);
+    const helper = this.nextHelper();
+    const id = ++this.sequence;
+    const streams = (request.stdin === false ? '' : 'i') + 'oe';
+    let resolveExit!: (exit: CgiExit) => void;
+    const exit = new Promise<CgiExit>((resolve) => (resolveExit = resolve));
+    return new Promise<CgiChild>((resolve, reject) => {
+      const spawn: PendingSpawn = { id, streams, sockets: {}, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
+      this.pending.set(id, spawn);
+      this.track(helper, spawn);
+      const fields = [
+        'S',
+        String(id),
+        streams,
+        hex(request.file),
+        hex(request.cwd),
+        String(request.args.length),
+        ...request.args.map(hex),
+        ...Object.entries(request.env).map(([name, value]) => hex(`${name}=${value}`)),
+      ];
+      helper.process.stdin!.write(fields.join(' ') + '\n');
+    });
+  }
+
+  /** Stops the helpers (each takes its still-running process groups down) and removes the socket. */
+  close(): void {
+    this.closed = true;
+    for (const helper of this.helpers) helper.process.stdin?.end();
+    this.server?.close();
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async start(): Promise<boolean> {
+    try {
+      this.dir = mkdtempSync(join(tmpdir(), 'nest-gateway-cgi-')); // 0700: only we can connect
+      const socketPath = join(this.dir, 'spawn.sock');
+      const server = createServer((socket) => this.onConnection(socket));
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+      server.unref();
+      this.server = server;
+      process.once('exit', () => this.close());
+      const helpers = Array.from({ length: this.helperCount }, () => this.startHelper(socketPath));
+      await Promise.all(helpers.map((h) => h.ready));
+      this.helpers = helpers.map((h) => h.helper);
+      return true;
+    } catch (error) {
+      this.logger.warn(`CGI spawn helpers unavailable (${(error as Error).message}); spawning from this process instead`);
+      this.close();
+      return false;
+    }
+  }
+
+  private startHelper(socketPath: string): { helper: Helper; ready: Promise<void> } {
+    const child = spawn(this.python, ['-I', '-u', HELPER_SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const helper: Helper = { process: child, inflight: new Set(), dead: false };
+    let onReady!: () => void;
+    let onFail!: (error: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => ((onReady = resolve), (onFail = reject)));
+    let errors = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      errors = (errors + text).slice(-2000);
+      for (const line of text.split('\n')) if (line.trim()) this.logger.warn(`CGI spawn helper: ${line}`);
+    });
+    child.stdin!.on('error', () => undefined);
+    let buffered = '';
+    child.stdout!.setEncoding('latin1').on('data', (text: string) => {
+      buffered += text;
+      for (let end = buffered.indexOf('\n'); end !== -1; end = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 1);
+        if (line.startsWith('R ')) {
+          if (helper.inflight.size === 0) (child.stdout as unknown as Socket).unref?.();
+          onReady();
+        }
+        else this.onReply(line);
+      }
+    });
+    child.once('error', (error) => onFail(error));
+    child.once('exit', (code, signal) => {
+      helper.dead = true;
+      onFail(new Error(`${this.python} exited with ${code ?? signal}${errors ? `: ${errors.trim()}` : ''}`));
+      this.onHelperExit(helper, code, signal);
+    });
+    // Idle helpers must not keep the process alive: only their stdout is held, while awaited.
+    child.unref();
+    for (const stream of [child.stdin, child.stderr]) (stream as unknown as Socket).unref?.();
+    return { helper, ready };
+  }
+
+  private nextHelper(): Helper {
+    const index = this.turn++ % this.helpers.length;
+    let helper = this.helpers[index];
+    if (helper.dead && !this.closed) {
+      const replacement = this.startHelper(join(this.dir!, 'spawn.sock'));
+      replacement.ready.catch(() => undefined);
+      helper = this.helpers[index] = replacement.helper;
+    }
+    return helper;
+  }
+
+  private onReply(line: string): void {
+    const [op, id, first, second, ...rest] = line.split(' ');
+    const spawn = this.pending.get(Number(id));
+    if (!spawn) return;
+    if (op === 'P') {
+      spawn.pid = Number(first);
+      this.maybeReady(spawn);
+    } else if (op === 'X') {
+      spawn.exited = true;
+      const code = Number(first);
+      const signal = Number(second);
+      spawn.resolveExit({ code: code >= 0 ? code : null, signal: signal ? signalName(signal) : null });
+      this.maybeForget(spawn);
+    } else if (op === 'E') {
+      const error = Object.assign(new Error(`spawn ${[second, ...rest].join(' ')}`), { errno: -Number(first), code: errnoCode(Number(first)) });
+      this.fail(spawn, error);
+    }
+  }
+
+  private onConnection(socket: Socket): void {
+    socket.on('error', () => undefined);
+    const onReadable = () => {
+      const header = socket.read(HEADER_BYTES) as Buffer | null;
+      if (header === null) return;
+      socket.off('readable', onReadable);
+      const spawn = this.pending.get(Number(header.toString('latin1', 0, HEADER_BYTES - 1)));
+      const kind = String.fromCharCode(header[HEADER_BYTES - 1]) as 'i' | 'o' | 'e';
+      if (!spawn || !spawn.streams.includes(kind) || spawn.sockets[kind]) return void socket.destroy();
+      spawn.sockets[kind] = socket;
+      if (kind === 'i') socket.resume(); // its read side carries nothing; let its EOF close it
+      this.maybeReady(spawn);
+      this.maybeForget(spawn);
+    };
+    socket.on('readable', onReadable);
+  }
+
+  private connected(spawn: PendingSpawn): boolean {
+    return Object.keys(spawn.sockets).length === spawn.streams.length;
+  }
+
+  private maybeReady(spawn: PendingSpawn): void {
+    if (spawn.settled || spawn.pid === undefined || !this.connected(spawn)) return;
+    spawn.settled = true;
+    spawn.resolve({
+      pid: spawn.pid,
+      stdin: spawn.sockets.i ?? nullSink(),
+      stdout: spawn.sockets.o!,
+      stderr: spawn.sockets.e!,
+      exit: spawn.exit,
+    });
+  }
+
+  private maybeForget(spawn: PendingSpawn): void {
+    if (spawn.exited && this.connected(spawn)) this.untrack(spawn);
+  }
+
+  /** A helper with work in flight keeps the process alive (its replies are awaited); an idle one does not. */
+  private track(helper: Helper, spawn: PendingSpawn): void {
+    if (helper.inflight.size === 0) (helper.process.stdout as unknown as Socket).ref?.();
+    helper.inflight.add(spawn);
+  }
+
+  private untrack(spawn: PendingSpawn): void {
+    this.pending.delete(spawn.id);
+    const helper = spawn.helper;
+    if (helper.inflight.delete(spawn) && helper.inflight.size === 0) (helper.process.stdout as unknown as Socket).unref?.();
+  }
+
+  private fail(spawn: PendingSpawn, error: Error): void {
+    this.untrack(spawn);
+    for (const socket of Object.values(spawn.sockets)) socket?.destroy();
+    if (!spawn.settled) {
+      spawn.settled = true;
+      spawn.reject(error);
+    }
+    spawn.exited = true;
+    spawn.resolveExit({ code: null, signal: null });
+  }
+
+  private onHelperExit(helper: Helper, code: number | null, signal: NodeJS.Signals | null): void {
+    if (helper.inflight.size > 0) {
+      this.logger.error(`CGI spawn helper exited (${code ?? signal}) with ${helper.inflight.size} scripts running; stopping them`);
+    }
+    for (const spawn of [...helper.inflight]) {
+      if (spawn.pid !== undefined && !spawn.exited) {
+        try {
+          process.kill(-spawn.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      this.fail(spawn, new Error('CGI spawn helper died'));
+    }
+  }
+}
+
+function hex(text: string): string {
+  return text === '' ? '-' : Buffer.from(text, 'utf8').toString('hex');
+}
+
+function nullSink(): Writable {
+  return new Writable({ write: (_chunk, _encoding, callback) => callback() });
+}
+
+const SIGNALS: Record<number, NodeJS.Signals> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
+function signalName(signal: number): NodeJS.Signals {
+  return SIGNALS[signal] ?? (`SIG${signal}` as NodeJS.Signals);
+}
+
+function errnoCode(errno: number): string {
+  return ({ 2: 'ENOENT', 13: 'EACCES', 8: 'ENOEXEC', 20: 'ENOTDIR' } as Record<number, string>)[errno] ?? 'ESPAWN';
+}
+
+let shared: SpawnHelperPool | undefined;
+
+/** The helpers every `cgiApp` shares unless given a spawner of its own. */
 export function sharedSpawnHelpers(): CgiSpawner {
-  return directSpawner;
+  return (shared ??= new SpawnHelperPool());
 }

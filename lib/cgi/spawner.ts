@@ -7,6 +7,8 @@ export interface CgiSpawnRequest {
   args: string[];
   env: Record<string, string>;
   cwd: string;
+  /** Whether the child gets a request body on stdin (else /dev/null). @default true */
+  stdin?: boolean;
 }
 
 export interface CgiExit {
