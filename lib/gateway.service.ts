@@ -5,9 +5,10 @@ import {
   Injectable,
   InternalServerErrorException,
   Logger,
+  type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
 import { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
 import { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';
@@ -20,7 +21,8 @@ import type {
   GatewayModuleOptions,
   MountOptions,
 } from './interfaces/gateway-options.interface.js';
-import { installExpressRequestHooks } from './platform/express-platform.js';
+import { installExpressRequestHooks, mountPathMatcher } from './platform/express-platform.js';
+import { installUpgradeDispatch, refuseUpgrade, upgradeOf } from './platform/upgrade-dispatch.js';
 import { ALREADY_SENT, hookAdapterReply } from './platform/reply-hook.js';
 import { clientView, originalUrlOf, rawRequest, rawResponse } from './platform/request-info.js';
 import { FORWARDED_HEADERS, headerKey, withoutHeaders } from './identity/identity-headers.js';
@@ -32,9 +34,11 @@ import {
 } from './identity/remote-user.js';
 import { rewriteResponseHeaders } from './headers/rewrite.js';
 
+const UPGRADES_HOOKED = Symbol.for('nest-gateway.upgradesHooked');
+
 /** Calls gateway apps on behalf of controllers and `@MountGateway` classes. */
 @Injectable()
-export class GatewayService {
+export class GatewayService implements OnApplicationBootstrap {
   private readonly logger = new Logger('Gateway');
   private readonly identityHeader: string;
   /** Identity header and aliases, normalised as `headerKey` does. */
@@ -43,7 +47,7 @@ export class GatewayService {
 
   constructor(
     @Inject(GATEWAY_MODULE_OPTIONS) private readonly options: GatewayModuleOptions,
-    adapterHost: HttpAdapterHost,
+    private readonly adapterHost: HttpAdapterHost,
   ) {
     this.identityHeader = (options.identityHeader ?? DEFAULT_IDENTITY_HEADER).toLowerCase();
     this.identityNames = new Set(
@@ -61,6 +65,17 @@ export class GatewayService {
         });
       }
     });
+  }
+
+  /** The HTTP server exists now: upgrade requests (WebSocket) start going through Nest. */
+  onApplicationBootstrap(): void {
+    const adapter = this.adapterHost.httpAdapter;
+    if (adapter?.getType() !== 'express') return;
+    const server = adapter.getHttpServer() as Server | undefined;
+    if (!server || UPGRADES_HOOKED in server) return;
+    Object.defineProperty(server, UPGRADES_HOOKED, { value: true });
+    const instance = adapter.getInstance();
+    installUpgradeDispatch(server, instance, mountPathMatcher(instance), this.logger);
   }
 
   /**
@@ -89,6 +104,18 @@ export class GatewayService {
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
     const timeout = options.timeout ?? this.options.timeout ?? 0;
     return this.run(req, pathInfo, options, async (exchange) => {
+      const upgrade = upgradeOf(exchange.req);
+      if (upgrade && app.upgrade) {
+        upgrade.claim();
+        try {
+          await app.upgrade(exchange, upgrade.socket, upgrade.head);
+        } catch (error) {
+          // The connection left Nest's response: the refusal is written on it directly.
+          refuseUpgrade(upgrade.socket, error instanceof HttpException ? error.getStatus() : 500);
+          throw error;
+        }
+        return ALREADY_SENT;
+      }
       if (app.serve && timeout <= 0 && !options.rewrite && exchange.bodyIsLive) {
         await app.serve(exchange, rawResponse(res));
         return ALREADY_SENT;

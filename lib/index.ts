@@ -30,7 +30,7 @@ export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';
 
 export type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
 export { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
-export { nodeApp, type NodeListener } from './apps/node-app.js';
+export { nodeApp, type NodeListener, type NodeAppOptions, type UpgradeListener } from './apps/node-app.js';
 export { fetchApp, type FetchHandler } from './apps/fetch-app.js';
 export { cgiApp, type CgiAppOptions } from './apps/cgi-app.js';
 export type { CgiSpawner, CgiChild, CgiSpawnRequest, CgiExit } from './cgi/spawner.js';

@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 
@@ -55,6 +55,12 @@ export interface GatewayApp {
    * is done with the request; rejects (before headers) to let Nest answer.
    */
   serve?(exchange: GatewayExchange, res: ServerResponse): Promise<void>;
+  /**
+   * Optional: takes over the connection of an upgrade request (WebSocket) that Nest let
+   * through. Resolves once the app owns it; rejects (before anything was written) to let the
+   * gateway answer with an error.
+   */
+  upgrade?(exchange: GatewayExchange, socket: Duplex, head: Buffer): Promise<void>;
 }
 
 export const GATEWAY_APP = Symbol.for('nest-gateway.app');

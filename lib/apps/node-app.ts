@@ -1,5 +1,6 @@
 import { NotFoundException } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { captureResponse } from '../http/capture-response.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
@@ -16,13 +17,51 @@ export type NodeListener = {
 /** The request properties that Express mount semantics change, and that are put back after. */
 const MOUNT_PROPERTIES = ['url', 'baseUrl', 'originalUrl', 'params', 'next', 'gatewayEnv'] as const;
 
-/** Wraps a Node listener (Express, Connect, Koa's `callback()`, plain `(req, res)`) as a gateway app. */
-export function nodeApp(listener: NodeListener): GatewayApp {
+/** Handles an upgrade request (WebSocket) the way an `http.Server` 'upgrade' listener does. */
+export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+export interface NodeAppOptions {
+  /**
+   * Takes WebSocket (upgrade) requests that Nest let through, e.g.
+   * `(req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req))`.
+   * `req.url` is the path under the mount, `req.baseUrl` the mount prefix.
+   * @default undefined (upgrade requests are served as plain requests), or the server's own
+   * 'upgrade' listeners when an `http.Server` is mounted
+   */
+  upgrade?: UpgradeListener;
+}
+
+/**
+ * Wraps a Node listener (Express, Connect, Koa's `callback()`, plain `(req, res)`) as a
+ * gateway app. An `http.Server` (not listening) is accepted too: its 'request' and 'upgrade'
+ * listeners serve the mount, so an app with a `ws` server attached keeps its WebSockets.
+ */
+export function nodeApp(listener: NodeListener | Server, options: NodeAppOptions = {}): GatewayApp {
+  let upgrade = options.upgrade;
+  if (listener instanceof Server) {
+    const server = listener;
+    listener = (req, res) => void server.emit('request', req, res);
+    upgrade ??= (req, socket, head) => void server.emit('upgrade', req, socket, head);
+  }
+  const handler = listener;
   return brand<GatewayApp>({
     kind: 'node',
-    call: (exchange) => callListener(listener, exchange),
-    serve: (exchange, res) => serveListener(listener, exchange, res),
+    call: (exchange) => callListener(handler, exchange),
+    serve: (exchange, res) => serveListener(handler, exchange, res),
+    upgrade: upgrade && (async (exchange, socket, head) => upgradeListener(upgrade!, exchange, socket, head)),
   });
+}
+
+/** Hands the client's upgrade request to the app as its own: prefix stripped, gateway headers. */
+function upgradeListener(upgrade: UpgradeListener, exchange: GatewayExchange, socket: Duplex, head: Buffer): void {
+  const req = exchange.req as IncomingMessage & Record<string, unknown>;
+  req.rawHeaders = [...exchange.rawHeaders];
+  req.headers = headersFromRaw(exchange.rawHeaders);
+  req.originalUrl = exchange.originalUrl;
+  req.baseUrl = exchange.prefix;
+  req.url = appUrl(exchange);
+  req.gatewayEnv = exchange.env;
+  upgrade(req, socket, head);
 }
 
 function appUrl(exchange: GatewayExchange): string {

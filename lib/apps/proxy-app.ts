@@ -1,10 +1,11 @@
-import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
-import type { Readable } from 'node:stream';
+import { BadGatewayException, GatewayTimeoutException, HttpException } from '@nestjs/common';
+import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { GatewayExchange } from './gateway-app.js';
 import { brand, type GatewayApp } from './gateway-app.js';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
+import { proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { createUpstream, UpstreamBalancer, type Upstream } from '../proxy/upstream-pool.js';
 import { clientView } from '../platform/request-info.js';
@@ -70,15 +71,19 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
   );
   const hostPolicy = options.host ?? 'keep';
 
+  const pathOf = (upstream: Upstream, exchange: GatewayExchange) =>
+    (upstream.basePath + (exchange.pathInfo || '/')).replace(/^(?!\/)/, '/') + exchange.search;
+  const headersFor = (upstream: Upstream, exchange: GatewayExchange) =>
+    upstreamRequestHeaders(exchange, {
+      host: hostPolicy === 'keep' ? exchange.host : hostPolicy === 'upstream' ? upstream.host : hostPolicy,
+      xForwarded: options.xForwarded ?? true,
+      trustsProxy: clientView(exchange.req).trustsProxy,
+    });
   const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null) =>
     upstream.pool.request({
-      path: (upstream.basePath + (exchange.pathInfo || '/')).replace(/^(?!\/)/, '/') + exchange.search,
+      path: pathOf(upstream, exchange),
       method: exchange.method as Dispatcher.HttpMethod,
-      headers: upstreamRequestHeaders(exchange, {
-        host: hostPolicy === 'keep' ? exchange.host : hostPolicy === 'upstream' ? upstream.host : hostPolicy,
-        xForwarded: options.xForwarded ?? true,
-        trustsProxy: clientView(exchange.req).trustsProxy,
-      }),
+      headers: headersFor(upstream, exchange),
       body,
       signal: exchange.signal,
       headersTimeout: options.headersTimeout ?? 30_000,
@@ -109,7 +114,17 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     }
   };
 
-  return Object.assign(brand<GatewayApp>({ kind: 'proxy', call }), { close: () => balancer.close() });
+  const upgrade = async (exchange: GatewayExchange, socket: Duplex, head: Buffer): Promise<void> => {
+    const upstream = balancer.pick()!;
+    const headers = headersFor(upstream, exchange);
+    try {
+      await proxyUpgrade(upstream, exchange, socket, head, headers, pathOf(upstream, exchange), options.headersTimeout ?? 30_000);
+    } catch (error) {
+      throw toHttpError(error, (error as NodeJS.ErrnoException).code ?? '', upstream, exchange);
+    }
+  };
+
+  return Object.assign(brand<GatewayApp>({ kind: 'proxy', call, upgrade }), { close: () => balancer.close() });
 }
 
 function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayExchange): GatewayResponse {
@@ -128,6 +143,10 @@ function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayE
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {
   const message = (error as Error)?.message ?? String(error);
+  if (error instanceof HttpException) {
+    exchange.logger.warn(`${exchange.name}: ${message}`);
+    return error;
+  }
   if (TIMEOUTS.has(code)) {
     exchange.logger.warn(`${exchange.name}: upstream ${upstream.name} timed out (${message})`);
     return new GatewayTimeoutException(undefined, { cause: error });

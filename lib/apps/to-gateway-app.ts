@@ -1,3 +1,4 @@
+import { Server } from 'node:http';
 import { fetchApp, type FetchHandler } from './fetch-app.js';
 import { isGatewayApp, type GatewayApp } from './gateway-app.js';
 import { nodeApp, type NodeListener } from './node-app.js';
@@ -8,7 +9,8 @@ export type GatewayAppLike =
   | NodeListener
   | FetchHandler
   | { callback(): NodeListener }
-  | { fetch: FetchHandler };
+  | { fetch: FetchHandler }
+  | Server;
 
 /**
  * Normalises any supported app to a GatewayApp. Functions are Node listeners unless they take
@@ -16,6 +18,7 @@ export type GatewayAppLike =
  */
 export function toGatewayApp(app: GatewayAppLike): GatewayApp {
   if (isGatewayApp(app)) return app;
+  if (app instanceof Server) return nodeApp(app);
   if (typeof app === 'function') {
     const looksLikeExpress = 'handle' in app || 'use' in app;
     return !looksLikeExpress && app.length === 1 ? fetchApp(app as FetchHandler) : nodeApp(app as NodeListener);

@@ -5,7 +5,7 @@ import { compileMountPrefix, isMountPattern } from './mount-matcher.js';
 interface ExpressLayer {
   route?: { path?: unknown };
 }
-interface ExpressApp {
+export interface ExpressApp {
   use(handler: (req: IncomingMessage, res: unknown, next: () => void) => void): void;
   router?: { stack?: ExpressLayer[] };
 }
@@ -21,18 +21,23 @@ export interface RequestHookOptions {
  * recorded so that `callApp` can replay them.
  */
 export function installExpressRequestHooks(app: ExpressApp, options: RequestHookOptions): void {
-  let mountPrefixes: RegExp[] | undefined;
-  const findMounts = (): RegExp[] =>
-    (app.router?.stack ?? [])
-      .map((layer) => layer.route?.path)
-      .filter(isMountPattern)
-      .map(compileMountPrefix);
-
+  const isMountPath = mountPathMatcher(app);
   app.use(function nestGatewayRequestHooks(req, _res, next) {
-    mountPrefixes ??= findMounts();
     const path = (req.url ?? '/').split('?')[0];
-    if (mountPrefixes.some((prefix) => prefix.test(path))) hideContentType(req);
+    if (isMountPath(path)) hideContentType(req);
     else recordBodyReads(req, options.bodyReplayLimit);
     next();
   });
+}
+
+/** Whether a raw request path falls under a mount; the routes are read once, on first use. */
+export function mountPathMatcher(app: ExpressApp): (path: string) => boolean {
+  let mountPrefixes: RegExp[] | undefined;
+  return (path) => {
+    mountPrefixes ??= (app.router?.stack ?? [])
+      .map((layer) => layer.route?.path)
+      .filter(isMountPattern)
+      .map(compileMountPrefix);
+    return mountPrefixes.some((prefix) => prefix.test(path));
+  };
 }

@@ -9,6 +9,8 @@ export interface Upstream {
   /** Host header value when the Host is rewritten to the upstream's. */
   readonly host: string;
   readonly pool: Pool;
+  /** Where to open a plain connection (for protocol upgrades, which bypass the pool). */
+  readonly endpoint: { protocol: 'http:' | 'https:'; hostname: string; port: number; socketPath?: string };
   /** Until when it is skipped after a failed connect. */
   downUntil: number;
 }
@@ -38,6 +40,7 @@ export function createUpstream(target: string | URL, settings: UpstreamPoolSetti
       basePath: trimSlash(base),
       host: 'localhost',
       pool: new Pool('http://localhost', { ...poolOptions, socketPath }),
+      endpoint: { protocol: 'http:', hostname: 'localhost', port: 80, socketPath },
       downUntil: 0,
     };
   }
@@ -50,6 +53,11 @@ export function createUpstream(target: string | URL, settings: UpstreamPoolSetti
     basePath: trimSlash(url.pathname),
     host: url.host,
     pool: new Pool(url.origin, poolOptions),
+    endpoint: {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
+    },
     downUntil: 0,
   };
 }

@@ -1,0 +1,104 @@
+import { GatewayTimeoutException } from '@nestjs/common';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { GatewayExchange } from '../apps/gateway-app.js';
+import { hopByHopNames } from '../http/hop-by-hop.js';
+import type { Upstream } from './upstream-pool.js';
+
+/**
+ * Passes an upgrade request (WebSocket) to an upstream on a connection of its own and, once
+ * the upstream switches protocols, joins the two connections byte for byte. An upstream that
+ * declines answers the client as it answered us. Either side closing closes the other.
+ */
+export function proxyUpgrade(
+  upstream: Upstream,
+  exchange: GatewayExchange,
+  client: Duplex,
+  head: Buffer,
+  headers: string[],
+  path: string,
+  headersTimeout: number,
+): Promise<void> {
+  const upgradeValue = headerValue(exchange.rawHeaders, 'upgrade') ?? 'websocket';
+  const { endpoint } = upstream;
+  return new Promise<void>((resolve, reject) => {
+    const request = (endpoint.protocol === 'https:' ? httpsRequest : httpRequest)({
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      socketPath: endpoint.socketPath,
+      method: exchange.method,
+      path,
+      headers: [...headers, 'connection', 'upgrade', 'upgrade', upgradeValue],
+      setHost: false,
+      agent: false,
+    });
+    const timer =
+      headersTimeout > 0
+        ? setTimeout(() => request.destroy(new GatewayTimeoutException(`upstream ${upstream.name} did not answer the upgrade within ${headersTimeout} ms`)), headersTimeout)
+        : undefined;
+    const onClientGone = () => request.destroy(new Error('client went away'));
+    client.once('close', onClientGone);
+    const settle = () => {
+      clearTimeout(timer);
+      client.off('close', onClientGone);
+    };
+
+    request.once('upgrade', (response: IncomingMessage, upstreamSocket: Duplex, upstreamHead: Buffer) => {
+      settle();
+      client.write(head101(response));
+      if (upstreamHead.length > 0) client.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      join(client, upstreamSocket);
+      resolve();
+    });
+    request.once('response', (response: IncomingMessage) => {
+      settle();
+      client.write(statusHead(response));
+      response.pipe(client);
+      response.once('error', () => client.destroy());
+      resolve();
+    });
+    request.once('error', (error) => {
+      settle();
+      reject(error);
+    });
+    request.end();
+  });
+}
+
+function join(a: Duplex, b: Duplex): void {
+  const close = () => {
+    a.destroy();
+    b.destroy();
+  };
+  for (const side of [a, b]) {
+    side.on('error', close);
+    side.once('close', close);
+    side.once('end', () => (side === a ? b : a).end());
+  }
+  a.pipe(b);
+  b.pipe(a);
+}
+
+function head101(response: IncomingMessage): string {
+  const lines = [`HTTP/1.1 101 ${response.statusMessage || 'Switching Protocols'}`];
+  for (let i = 0; i < response.rawHeaders.length; i += 2) lines.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`);
+  return lines.join('\r\n') + '\r\n\r\n';
+}
+
+/** The upstream's refusal, re-framed for a connection that closes after it. */
+function statusHead(response: IncomingMessage): string {
+  const dropped = hopByHopNames(headerValue(response.rawHeaders, 'connection'));
+  const lines = [`HTTP/1.1 ${response.statusCode} ${response.statusMessage ?? ''}`];
+  for (let i = 0; i < response.rawHeaders.length; i += 2) {
+    if (!dropped.has(response.rawHeaders[i].toLowerCase())) lines.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`);
+  }
+  lines.push('Connection: close');
+  return lines.join('\r\n') + '\r\n\r\n';
+}
+
+function headerValue(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1];
+  return undefined;
+}

@@ -1,0 +1,152 @@
+/**
+ * WebSocket pass-through: upgrade requests reach mounted apps (a Node server with `ws`
+ * attached, and an upstream through proxyApp) after Nest's middleware and guards decided.
+ */
+import { Controller, Get, UseGuards } from '@nestjs/common';
+import express from 'express';
+import { GatewayModule, MountGateway, nodeApp, proxyApp, RemoteUserGuard } from 'nest-gateway';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import WebSocket, { WebSocketServer } from 'ws';
+import { authenticate, basic } from './fixtures/login.js';
+import { startNest, type Started } from './fixtures/start.js';
+import { waitFor, within } from './fixtures/waiting.js';
+
+/** An app with its own WebSocket server: echoes messages, greets with what the upgrade request showed. */
+function echoServer(): { server: Server; wss: WebSocketServer } {
+  const app = express();
+  app.get('/', (_req, res) => void res.send('plain http'));
+  const server = createServer(app);
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req: IncomingMessage & { baseUrl?: string }) => {
+    ws.send(JSON.stringify({ url: req.url, baseUrl: req.baseUrl ?? null, user: req.headers['remote-user'] ?? null }));
+    ws.on('message', (data, binary) => ws.send(data, { binary }));
+  });
+  return { server, wss };
+}
+
+function connect(url: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; hello: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('message', (data) => resolve({ ws, hello: JSON.parse(String(data)) }));
+    ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+    ws.once('error', reject);
+  });
+}
+
+async function echo(ws: WebSocket, message: string | Buffer): Promise<string | Buffer> {
+  const reply = once(ws, 'message');
+  ws.send(message);
+  const [data, binary] = (await within(reply, 5000, 'echo')) as [Buffer, boolean];
+  return binary ? data : String(data);
+}
+
+describe('WebSocket pass-through', () => {
+  const inner = echoServer();
+  const upstream = echoServer();
+  let upstreamUrl: string;
+  let s: Started;
+  let proxied: ReturnType<typeof proxyApp>;
+
+  beforeAll(async () => {
+    upstream.server.listen(0, '127.0.0.1');
+    await once(upstream.server, 'listening');
+    upstreamUrl = `http://127.0.0.1:${(upstream.server.address() as AddressInfo).port}`;
+    proxied = proxyApp(upstreamUrl);
+
+    @MountGateway('node', nodeApp(inner.server), { remoteUser: 'svc' })
+    class NodeMount {}
+
+    @MountGateway('private', inner.server)
+    @UseGuards(RemoteUserGuard)
+    class PrivateMount {}
+
+    @MountGateway('upstream', proxied)
+    @UseGuards(RemoteUserGuard)
+    class UpstreamMount {}
+
+    @Controller('plain')
+    class PlainController {
+      @Get()
+      get() {
+        return 'nest route';
+      }
+    }
+
+    s = await startNest(
+      { imports: [GatewayModule.forRoot()], controllers: [NodeMount, PrivateMount, UpstreamMount, PlainController] },
+      (app) => app.use(authenticate),
+    );
+  });
+
+  afterAll(async () => {
+    await s.close();
+    await proxied.close();
+    upstream.server.close();
+    upstream.wss.close();
+    inner.wss.close();
+  });
+
+  const wsUrl = (path: string) => s.url.replace('http:', 'ws:') + path;
+
+  it('a mounted Node server with ws attached: echo, path under the mount, principal', async () => {
+    const { ws, hello } = await connect(wsUrl('/node/chat?room=1'));
+    expect(hello).toEqual({ url: '/chat?room=1', baseUrl: '/node', user: 'svc' });
+    expect(await echo(ws, 'hello')).toBe('hello');
+    expect(await echo(ws, Buffer.from([0, 1, 2, 255]))).toEqual(Buffer.from([0, 1, 2, 255]));
+    ws.close();
+  });
+
+  it('plain HTTP still reaches the same mounted server', async () => {
+    const res = await fetch(`${s.url}/node/`);
+    expect(await res.text()).toBe('plain http');
+  });
+
+  it('the guard decides who may upgrade: anonymous gets its 401, a signed-in user gets through', async () => {
+    await expect(connect(wsUrl('/private/'))).rejects.toMatchObject({ status: 401 });
+    const { ws, hello } = await connect(wsUrl('/private/'), { authorization: basic('alice') });
+    expect(hello.user).toBe('alice');
+    ws.close();
+  });
+
+  it('a forged identity header does not pass the upgrade', async () => {
+    const { ws, hello } = await connect(wsUrl('/node/'), { 'remote-user': 'admin', 'x-remote-user': 'admin' });
+    expect(hello.user).toBe('svc');
+    ws.close();
+  });
+
+  it('through proxyApp to an upstream: echo, prefix stripped, principal as header', async () => {
+    await expect(connect(wsUrl('/upstream/x'))).rejects.toMatchObject({ status: 401 });
+    const { ws, hello } = await connect(wsUrl('/upstream/x?y=1'), { authorization: basic('bob') });
+    expect(hello).toMatchObject({ url: '/x?y=1', user: 'bob' });
+    const big = Buffer.alloc(1024 * 1024, 7);
+    // Buffer.equals: jest's deep equality walks a MiB byte by byte for seconds.
+    expect(big.equals((await echo(ws, big)) as Buffer)).toBe(true);
+    ws.close();
+  });
+
+  it('closing the client closes the upstream connection', async () => {
+    const { ws } = await connect(wsUrl('/upstream/'), { authorization: basic('bob') });
+    await waitFor(() => upstream.wss.clients.size > 0, 2000, 'upstream client');
+    ws.terminate();
+    await waitFor(() => upstream.wss.clients.size === 0, 5000, 'upstream connection closed');
+  });
+
+  it('an upgrade request on an ordinary Nest route is served as a plain request', async () => {
+    await expect(connect(wsUrl('/plain'))).rejects.toMatchObject({ status: 200 });
+  });
+
+  it('an upstream that is down gives 502 to the upgrade', async () => {
+    const down = proxyApp('http://127.0.0.1:1');
+    @MountGateway('down', down)
+    class DownMount {}
+    const other = await startNest({ imports: [GatewayModule.forRoot()], controllers: [DownMount] });
+    try {
+      await expect(connect(other.url.replace('http:', 'ws:') + '/down/')).rejects.toMatchObject({ status: 502 });
+    } finally {
+      await other.close();
+      await down.close();
+    }
+  });
+});
