@@ -51,3 +51,11 @@ export type { BodyInit } from './http/body-source.js';
 export { BodyTooLargeError } from './http/read-body.js';
 export { RequestBodyConsumedError } from './http/request-body.js';
 export { PathInfoError } from './http/path-info.js';
+
+export {
+  createRequestListener,
+  type EmbedOptions,
+  type NestRequestListener,
+} from './embed/create-request-listener.js';
+export { createFetchHandler, type NestFetchHandler } from './embed/create-fetch-handler.js';
+export type { NestAppSource } from './embed/nest-app-of.js';

@@ -1,0 +1,54 @@
+import type { INestApplication } from '@nestjs/common';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { captureResponse } from '../http/capture-response.js';
+import { createInnerRequest } from '../http/inner-request.js';
+import { createRequestListener, type EmbedOptions } from './create-request-listener.js';
+import type { NestAppSource } from './nest-app-of.js';
+
+/** A fetch handler serving a Nest app; `close()` shuts the app down if the handler created it. */
+export type NestFetchHandler = ((request: Request) => Promise<Response>) & {
+  readonly app: INestApplication;
+  close(): Promise<void>;
+};
+
+/**
+ * Serves a Nest module (or app, controller, handler function) as a WHATWG fetch handler:
+ * Hono's `app.mount('/nest', handler)`, Bun/Deno-style servers, a Cloudflare-like worker
+ * runtime on Node. The request body streams in, the response body streams out.
+ */
+export async function createFetchHandler(source: NestAppSource, options: EmbedOptions = {}): Promise<NestFetchHandler> {
+  const listener = await createRequestListener(source, options);
+  const handler = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    const rawHeaders: string[] = [];
+    for (const [name, value] of request.headers) rawHeaders.push(name, value);
+    if (!request.headers.has('host')) rawHeaders.push('host', url.host);
+    const outer = new IncomingMessage(new Socket());
+    outer.httpVersion = '1.1';
+    outer.httpVersionMajor = 1;
+    outer.httpVersionMinor = 1;
+    const req = createInnerRequest({
+      outer,
+      method: request.method,
+      url: url.pathname + url.search,
+      rawHeaders,
+      body: request.body ? Readable.fromWeb(request.body as import('node:stream/web').ReadableStream<Uint8Array>) : null,
+      extras: {},
+    });
+    const capture = captureResponse(req);
+    const abort = () => capture.destroy(new Error('Request aborted'));
+    request.signal?.addEventListener('abort', abort, { once: true });
+    listener(req, capture.res);
+    const response = await capture.response;
+    const headers = new Headers();
+    for (const [name, value] of response.headers) if (name !== 'set-cookie') headers.append(name, value);
+    for (const cookie of response.headers.getSetCookie()) headers.append('set-cookie', cookie);
+    const bodyless = request.method === 'HEAD' || [101, 204, 205, 304].includes(response.status);
+    const body = response.body && !bodyless ? (Readable.toWeb(response.body) as ReadableStream<Uint8Array>) : null;
+    if (bodyless) response.body?.resume();
+    return new Response(body, { status: response.status, statusText: response.statusText, headers });
+  };
+  return Object.assign(handler, { app: listener.app, close: listener.close }) as NestFetchHandler;
+}

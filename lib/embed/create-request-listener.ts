@@ -1,0 +1,62 @@
+import type { INestApplication, NestApplicationOptions } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { nestAppOf, type NestAppSource } from './nest-app-of.js';
+import { mountPrefixOf, rewriteForPrefix } from './prefix-rewrite.js';
+
+export interface EmbedOptions {
+  /**
+   * Options of `NestFactory.create` when a module, controller or handler is given.
+   * @default { logger: ['error', 'warn'] }
+   */
+  nestOptions?: NestApplicationOptions;
+  /**
+   * The prefix the app is served under, when the host server cannot tell (a fetch runtime
+   * that does not strip it, Koa). Requests whose path starts with it have it removed.
+   * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header
+   */
+  prefix?: string;
+  /**
+   * Make `Location` redirects and cookie paths that the Nest app sends carry the prefix.
+   * @default true
+   */
+  rewrite?: boolean;
+}
+
+/** A Node listener serving a Nest app; `close()` shuts the app down if the listener created it. */
+export type NestRequestListener = ((req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void) & {
+  readonly app: INestApplication;
+  close(): Promise<void>;
+};
+
+/**
+ * Serves a Nest module (or an initialised app, a controller class, a handler function)
+ * inside any other server: `http.createServer(listener)`, `express().use('/nest', listener)`,
+ * another Nest app's `@MountGateway`. URLs the app generates carry its mount prefix.
+ */
+export async function createRequestListener(source: NestAppSource, options: EmbedOptions = {}): Promise<NestRequestListener> {
+  const { app, owned } = await nestAppOf(source, options.nestOptions);
+  const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
+  const listener = (req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) => {
+    const prefix = mountPrefixOf(req, options.prefix);
+    if (prefix) {
+      const path = req.url ?? '/';
+      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right.
+      if (options.prefix !== undefined && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+        req.url = path.slice(prefix.length) || '/';
+        if (req.url.startsWith('?')) req.url = '/' + req.url;
+      }
+      req.baseUrl = prefix;
+      if (options.rewrite !== false) {
+        const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted;
+        rewriteForPrefix(res, prefix, encrypted ? 'https' : 'http', req.headers.host ?? '');
+      }
+    }
+    handle(req, res);
+  };
+  return Object.assign(listener, {
+    app,
+    close: async () => {
+      if (owned) await app.close();
+    },
+  }) as NestRequestListener;
+}
