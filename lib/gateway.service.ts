@@ -33,6 +33,7 @@ import {
   resolveRemoteUser,
 } from './identity/remote-user.js';
 import { rewriteResponseHeaders } from './headers/rewrite.js';
+import { runMiddleware } from './middleware/run-middleware.js';
 
 const UPGRADES_HOOKED = Symbol.for('nest-gateway.upgradesHooked');
 
@@ -50,8 +51,10 @@ export class GatewayService implements OnApplicationBootstrap {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.identityHeader = (options.identityHeader ?? DEFAULT_IDENTITY_HEADER).toLowerCase();
+    // The default header stays stripped under a custom one: apps (and gunicorn's
+    // HTTP_REMOTE_USER) may still trust it.
     this.identityNames = new Set(
-      [this.identityHeader, ...(options.identityAliases ?? DEFAULT_IDENTITY_ALIASES)].map(headerKey),
+      [this.identityHeader, DEFAULT_IDENTITY_HEADER, ...(options.identityAliases ?? DEFAULT_IDENTITY_ALIASES)].map(headerKey),
     );
     this.untrustedNames = new Set([...this.identityNames, ...FORWARDED_HEADERS]);
     // init$ fires as soon as the adapter exists: before Nest registers its body parsers.
@@ -104,6 +107,9 @@ export class GatewayService implements OnApplicationBootstrap {
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
     const timeout = options.timeout ?? this.options.timeout ?? 0;
     return this.run(req, pathInfo, options, async (exchange) => {
+      if (options.middleware?.length && !(await runMiddleware(options.middleware, exchange, rawResponse(res)))) {
+        return ALREADY_SENT;
+      }
       const upgrade = upgradeOf(exchange.req);
       if (upgrade && app.upgrade) {
         upgrade.claim();

@@ -26,6 +26,7 @@ export type { HeaderChanges } from './headers/header-changes.js';
 export type { RewriteOptions } from './headers/rewrite.js';
 
 export { MountGateway } from './decorators/mount-gateway.decorator.js';
+export type { NodeMiddleware } from './middleware/run-middleware.js';
 export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';
 
 export type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';

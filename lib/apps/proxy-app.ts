@@ -51,6 +51,8 @@ export interface ProxyAppOptions {
   bodyTimeout?: number;
 }
 
+const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 // Failures where the upstream never saw the request, so another one may take it.
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -96,6 +98,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     const source = hasBody ? exchange.body() : null;
     const body = source ? new RetryableBody(source) : null;
     const tried = new Set<Upstream>();
+    let resent = false;
     for (;;) {
       const upstream = balancer.pick(tried)!;
       tried.add(upstream);
@@ -105,6 +108,13 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (exchange.signal.aborted) throw error;
+        // A pooled connection the upstream had already closed (uWSGI does so without saying):
+        // an idempotent request without body is sent once more, as RFC 9112 9.3.1 allows.
+        if (STALE.has(code) && !body && IDEMPOTENT.has(exchange.method) && !resent) {
+          resent = true;
+          tried.delete(upstream);
+          continue;
+        }
         if (NOT_REACHED.has(code)) upstream.downUntil = Date.now() + 5000;
         // Only a request whose body is still unread can go to another upstream.
         const retryable = NOT_REACHED.has(code) && !body?.started;

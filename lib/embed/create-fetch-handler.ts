@@ -40,6 +40,7 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
     const capture = captureResponse(req);
     const abort = () => capture.destroy(new Error('Request aborted'));
     request.signal?.addEventListener('abort', abort, { once: true });
+    capture.res.once('close', () => request.signal?.removeEventListener('abort', abort));
     listener(req, capture.res);
     const response = await capture.response;
     const headers = new Headers();

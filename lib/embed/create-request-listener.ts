@@ -1,12 +1,12 @@
 import type { INestApplication, NestApplicationOptions } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nestAppOf, type NestAppSource } from './nest-app-of.js';
-import { mountPrefixOf, rewriteForPrefix } from './prefix-rewrite.js';
+import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
   /**
    * Options of `NestFactory.create` when a module, controller or handler is given.
-   * @default { logger: ['error', 'warn'] }
+   * @default { logger: ['error', 'warn'], abortOnError: false }
    */
   nestOptions?: NestApplicationOptions;
   /**
@@ -34,14 +34,15 @@ export type NestRequestListener = ((req: IncomingMessage, res: ServerResponse, n
  * another Nest app's `@MountGateway`. URLs the app generates carry its mount prefix.
  */
 export async function createRequestListener(source: NestAppSource, options: EmbedOptions = {}): Promise<NestRequestListener> {
+  const fixedPrefix = options.prefix === undefined ? undefined : validatePrefix(options.prefix);
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
   const listener = (req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) => {
-    const prefix = mountPrefixOf(req, options.prefix);
+    const prefix = mountPrefixOf(req, fixedPrefix);
     if (prefix) {
       const path = req.url ?? '/';
       // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right.
-      if (options.prefix !== undefined && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+      if (fixedPrefix !== undefined && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
         req.url = path.slice(prefix.length) || '/';
         if (req.url.startsWith('?')) req.url = '/' + req.url;
       }

@@ -2,7 +2,8 @@ import { All, Controller, Module, Req, type DynamicModule, type INestApplication
 import { NestFactory } from '@nestjs/core';
 
 /** What can be served as an app: a Nest module, an app, a controller class or a handler function. */
-export type NestAppSource = Type | DynamicModule | INestApplication | ((req: unknown) => unknown);
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the handler may type its request as it likes
+export type NestAppSource = Type | DynamicModule | INestApplication | ((req: any) => unknown);
 
 const CONTROLLER_WATERMARK = '__controller__';
 
@@ -16,7 +17,8 @@ export async function nestAppOf(source: NestAppSource, options: NestApplicationO
     return { app: source, owned: false };
   }
   const module = moduleFor(source);
-  const app = await NestFactory.create(module, { logger: ['error', 'warn'], ...options });
+  // abortOnError off: a failing lookup inside an embedded app must not end the host process.
+  const app = await NestFactory.create(module, { logger: ['error', 'warn'], abortOnError: false, ...options });
   await app.init();
   return { app, owned: true };
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { applyOnWriteHead } from '../headers/header-changes.js';
 import { rewriteCookiePath, rewriteLocation } from '../headers/rewrite.js';
 
 // A prefix is a plain absolute path: no `//` (a protocol-relative Location), no odd characters.
@@ -14,17 +15,26 @@ export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed
 /**
  * Makes the redirects and cookies a Nest app sends carry the prefix it is mounted under:
  * `Location: /login` becomes `/nest/login`, `Path=/` becomes `Path=/nest`. Applied when the
- * head is written, as an own property of this one response.
+ * head is written (headers given to `writeHead` included), on this one response.
  */
 export function rewriteForPrefix(res: ServerResponse, prefix: string, protocol: string, host: string): void {
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    const location = this.getHeader('location');
-    if (typeof location === 'string') this.setHeader('location', rewriteLocation(location, { prefix, protocol, host }, []));
-    const cookies = this.getHeader('set-cookie');
-    if (cookies !== undefined) {
-      this.setHeader('set-cookie', [cookies].flat().map((cookie) => rewriteCookiePath(String(cookie), prefix)));
-    }
-    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
-  } as ServerResponse['writeHead'];
+  applyOnWriteHead(res, {
+    edit: (response) => {
+      const location = response.getHeader('location');
+      if (typeof location === 'string') response.setHeader('location', rewriteLocation(location, { prefix, protocol, host }, []));
+      const cookies = response.getHeader('set-cookie');
+      if (cookies !== undefined) {
+        response.setHeader('set-cookie', [cookies].flat().map((cookie) => rewriteCookiePath(String(cookie), prefix)));
+      }
+    },
+  });
+}
+
+/** A fixed prefix given by the caller: `/nest` (a trailing slash is dropped); anything else is a mistake. */
+export function validatePrefix(prefix: string): string {
+  const trimmed = prefix.replace(/\/+$/, '');
+  if (trimmed !== '' && !SAFE_PREFIX.test(trimmed)) {
+    throw new TypeError(`prefix must be an absolute path such as '/nest', got ${JSON.stringify(prefix)}`);
+  }
+  return trimmed;
 }

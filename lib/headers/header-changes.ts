@@ -19,15 +19,20 @@ export interface HeaderChanges {
   remove?: string[];
 }
 
+/** Changes the library itself makes, which may need to read what is there first. */
+export interface HeadEdit extends HeaderChanges {
+  edit?(res: ServerResponse): void;
+}
+
 const HOOKED = Symbol('nest-gateway.headerChanges');
-type HookedResponse = ServerResponse & { [HOOKED]?: HeaderChanges[] };
+type HookedResponse = ServerResponse & { [HOOKED]?: HeadEdit[] };
 
 /**
  * Arranges for `changes` to be applied to `res` when its head is written, whoever writes it: a
  * Nest handler's return value, a GatewayResponse, a mounted app writing to the response
  * directly, or an exception filter. The hook is an own property of this one response.
  */
-export function applyOnWriteHead(res: ServerResponse, changes: HeaderChanges): void {
+export function applyOnWriteHead(res: ServerResponse, changes: HeadEdit): void {
   const hooked = res as HookedResponse;
   if (hooked[HOOKED]) {
     hooked[HOOKED].push(changes);
@@ -50,8 +55,9 @@ export function applyOnWriteHead(res: ServerResponse, changes: HeaderChanges): v
   } as ServerResponse['writeHead'];
 }
 
-function applyChanges(res: ServerResponse, changes: HeaderChanges): void {
+function applyChanges(res: ServerResponse, changes: HeadEdit): void {
   for (const name of changes.remove ?? []) res.removeHeader(name);
   for (const [name, value] of Object.entries(changes.set ?? {})) res.setHeader(name, value);
   for (const [name, value] of Object.entries(changes.append ?? {})) res.appendHeader(name, value);
+  changes.edit?.(res);
 }

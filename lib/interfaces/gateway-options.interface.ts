@@ -1,6 +1,7 @@
 import type { BodyInit } from '../http/body-source.js';
 import type { RemoteUserResolver } from '../identity/remote-user.js';
 import type { RewriteOptions } from '../headers/rewrite.js';
+import type { NodeMiddleware } from '../middleware/run-middleware.js';
 
 /** Per-request environ extras: WSGI's environ keys, CGI variables, `req.gatewayEnv`, Hono's `c.env`. */
 export type GatewayEnv = Record<string, string | number | boolean | undefined>;
@@ -89,6 +90,13 @@ export interface MountOptions extends GatewayCallSettings {
    * @default the mount path
    */
   name?: string;
+  /**
+   * Connect/Express middleware for this mount only, run in order before the app (after the
+   * class's guards and interceptors), with `req.url` under the mount and `req.baseUrl` the
+   * prefix. One that answers the request ends it there; `next(error)` becomes a 500.
+   * @default []
+   */
+  middleware?: NodeMiddleware[];
 }
 
 /** Options of `GatewayService.callApp(app, req, pathInfo, options)`. */

@@ -52,7 +52,13 @@ export function clientView(req: unknown): {
   };
   const raw = rawRequest(req);
   const socket = raw.socket as IncomingMessage['socket'] & { encrypted?: boolean };
-  const trustsProxy = Boolean(platform.app?.get?.('trust proxy'));
+  // Express compiles `trust proxy` (true, addresses, subnets, a hop count) into a function:
+  // the client's forwarding headers count only when the peer itself is trusted.
+  const trustFn = platform.app?.get?.('trust proxy fn');
+  const trustsProxy =
+    typeof trustFn === 'function'
+      ? Boolean((trustFn as (address: string | undefined, hop: number) => boolean)(socket?.remoteAddress, 0))
+      : Boolean(platform.app?.get?.('trust proxy'));
   const protocol = trustsProxy && platform.protocol ? platform.protocol : socket?.encrypted ? 'https' : 'http';
   return {
     protocol: protocol === 'https' ? 'https' : 'http',

@@ -1,0 +1,51 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { GatewayExchange } from '../apps/gateway-app.js';
+
+/** Connect/Express middleware: `(req, res, next) => void`. */
+export type NodeMiddleware = {
+  middleware(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): unknown;
+}['middleware'];
+
+/**
+ * Runs a mount's middleware in order on the client's request and response, with mount
+ * semantics (`req.url` under the mount, `req.baseUrl` the prefix, restored afterwards).
+ * Resolves true when the last one passes the request on, false when one answered it.
+ */
+export function runMiddleware(middleware: readonly NodeMiddleware[], exchange: GatewayExchange, res: ServerResponse): Promise<boolean> {
+  const req = exchange.req as IncomingMessage & { baseUrl?: string };
+  const saved = { url: req.url, baseUrl: req.baseUrl };
+  req.url = (exchange.pathInfo || '/') + exchange.search;
+  req.baseUrl = exchange.prefix;
+  const restore = () => {
+    req.url = saved.url;
+    req.baseUrl = saved.baseUrl;
+  };
+  return new Promise<boolean>((resolve, reject) => {
+    let index = 0;
+    let settled = false;
+    const settle = (passed: boolean, error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      res.off('finish', answered).off('close', answered);
+      restore();
+      if (error !== undefined) reject(error);
+      else resolve(passed);
+    };
+    const answered = () => settle(false);
+    res.once('finish', answered).once('close', answered);
+    const next = (error?: unknown) => {
+      if (error !== undefined && error !== 'route' && error !== 'router') return settle(false, error);
+      const current = middleware[index++];
+      if (!current) return settle(true);
+      try {
+        const result = current(req, res, next);
+        if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
+          (result as PromiseLike<unknown>).then(undefined, (failure) => settle(false, failure ?? new Error('middleware failed')));
+        }
+      } catch (failure) {
+        settle(false, failure);
+      }
+    };
+    next();
+  });
+}

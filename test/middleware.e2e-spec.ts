@@ -1,0 +1,84 @@
+import { GatewayModule, MountGateway, cgiApp, type NodeMiddleware } from 'nest-gateway';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { startNest, type Started } from './fixtures/start.js';
+
+const seen: string[] = [];
+const record =
+  (name: string): NodeMiddleware =>
+  (req, _res, next) => {
+    seen.push(`${name} ${req.url} ${(req as IncomingMessage & { baseUrl?: string }).baseUrl}`);
+    next();
+  };
+const addHeader: NodeMiddleware = (_req, res, next) => {
+  res.setHeader('x-middleware', 'yes');
+  next();
+};
+const gate: NodeMiddleware = (req, res, next) => {
+  if (req.headers['x-block']) {
+    res.statusCode = 418;
+    res.end('blocked by middleware');
+  } else next();
+};
+const failing: NodeMiddleware = (_req, _res, next) => next(new Error('middleware broke'));
+
+function app(req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) {
+  res.end(`app saw ${req.url} under ${req.baseUrl}`);
+}
+
+@MountGateway('wrapped', app, { middleware: [record('first'), addHeader, gate, record('last')] })
+class Wrapped {}
+
+@MountGateway('plain', app)
+class Plain {}
+
+@MountGateway('broken', app, { middleware: [failing] })
+class Broken {}
+
+const script = fileURLToPath(new URL('./fixtures/cgi/env.sh', import.meta.url));
+@MountGateway('cgi', cgiApp(script), { middleware: [addHeader, gate] })
+class CgiWrapped {}
+
+describe('middleware per mount', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped] });
+  });
+  afterAll(() => s.close());
+  beforeEach(() => (seen.length = 0));
+
+  it('runs in order before the app, with mount semantics, and the app still sees its own path', async () => {
+    const res = await fetch(`${s.url}/wrapped/a/b?c=1`);
+    expect(await res.text()).toBe('app saw /a/b?c=1 under /wrapped');
+    expect(res.headers.get('x-middleware')).toBe('yes');
+    expect(seen).toEqual(['first /a/b?c=1 /wrapped', 'last /a/b?c=1 /wrapped']);
+  });
+
+  it('runs only for its own mount', async () => {
+    const res = await fetch(`${s.url}/plain/x`);
+    expect(await res.text()).toBe('app saw /x under /plain');
+    expect(res.headers.get('x-middleware')).toBeNull();
+    expect(seen).toEqual([]);
+  });
+
+  it('a middleware that answers ends the request there', async () => {
+    const res = await fetch(`${s.url}/wrapped/x`, { headers: { 'x-block': '1' } });
+    expect(res.status).toBe(418);
+    expect(await res.text()).toBe('blocked by middleware');
+    expect(seen).toEqual(['first /x /wrapped']);
+  });
+
+  it('next(error) becomes a 500 through Nest, logged', async () => {
+    const res = await fetch(`${s.url}/broken/x`);
+    expect(res.status).toBe(500);
+    expect(s.logger.errors().join('\n')).toMatch(/middleware broke/);
+  });
+
+  it('wraps apps of other kinds too (a CGI script)', async () => {
+    const ok = await fetch(`${s.url}/cgi/p`);
+    expect(ok.headers.get('x-middleware')).toBe('yes');
+    expect(await ok.text()).toContain('SCRIPT_NAME=/cgi');
+    const blocked = await fetch(`${s.url}/cgi/p`, { headers: { 'x-block': '1' } });
+    expect(blocked.status).toBe(418);
+  });
+});
