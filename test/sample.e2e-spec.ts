@@ -1,3 +1,7 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import request from 'supertest';
 import { AppModule } from '../sample/001-embed/src/app.module.js';
 import { startNest, type Started } from './fixtures/start.js';
@@ -63,5 +67,58 @@ describe('sample 001-embed single sign-on', () => {
   it('never lets a forged header sign anyone in', async () => {
     const forged = await request(s.url).get('/express/').set('remote-user', 'admin').set('x-remote-user', 'admin');
     expect(forged.text).toContain('anonymous visitor');
+  });
+});
+
+describe('sample 001-embed with real programs', () => {
+  let s: Started;
+  let work: string;
+  const run = (cmd: string, args: string[], cwd: string) =>
+    new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(cmd, args, {
+        cwd,
+        env: { PATH: process.env.PATH, HOME: work, GIT_TERMINAL_PROMPT: '0' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      child.on('close', (code) => resolve({ code, output }));
+    });
+
+  beforeAll(async () => {
+    // The demo repository lives where the sample keeps it (SAMPLE_REPOS, else the temp dir).
+    work = mkdtempSync(join(tmpdir(), 'nest-gateway-sample-test-'));
+    s = await startNest({ imports: [AppModule] });
+  });
+  afterAll(async () => {
+    await s.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('serves the demo repository: clone for anyone, push only with a login', async () => {
+    const clone = await run('git', ['clone', `${s.url}/git/hello.git`, 'hello'], work);
+    expect(clone.code).toBe(0);
+    expect(readFileSync(join(work, 'hello', 'README.md'), 'utf8')).toContain('git-http-backend');
+    const repo = join(work, 'hello');
+    writeFileSync(join(repo, 'NOTE.md'), `pushed through the sample at ${Date.now()}\n`);
+    await run('git', ['add', 'NOTE.md'], repo);
+    await run('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.invalid', 'commit', '-m', 'note'], repo);
+    const anonymous = await run('git', ['push', 'origin', 'main'], repo);
+    expect(anonymous.code).not.toBe(0);
+    const signedIn = await run('git', ['push', `${s.url.replace('://', '://demo:demo@')}/git/hello.git`, 'main'], repo);
+    expect(signedIn.code).toBe(0);
+  }, 60_000);
+
+  it('puts the legacy Python app behind the login, where it sees REMOTE_USER and builds links from SCRIPT_NAME', async () => {
+    const anonymous = await request(s.url).get('/legacy/').set('accept', 'text/html');
+    expect(anonymous.status).toBe(302);
+    expect(anonymous.headers.location).toBe('/login?next=%2Flegacy%2F');
+    const page = await request(s.url).get('/legacy/').auth('demo', 'demo');
+    expect(page.text).toContain('<b id="remote-user">demo</b>');
+    expect(page.text).toContain('href="/legacy/"');
+    const saved = await request(s.url).post('/legacy/').auth('demo', 'demo').type('form').send('note=hello');
+    expect(saved.status).toBe(303);
+    expect(saved.headers.location).toBe('/legacy/?saved=hello');
   });
 });

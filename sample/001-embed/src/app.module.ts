@@ -6,6 +6,8 @@ import { createExpressApp } from './express-app.js';
 import { createHonoApp } from './hono-app.js';
 import { PagesController } from './pages.controller.js';
 import { WikiController } from './wiki.controller.js';
+import { DemoRepository, GitMount, gitAvailable } from './git.js';
+import { LegacyMount, PYTHON } from './legacy.js';
 
 @MountGateway('express', createExpressApp())
 export class ExpressMount {}
@@ -20,7 +22,17 @@ export class PrivateMount {}
 
 @Module({
   imports: [GatewayModule.forRoot({ loginUrl: '/login' })],
-  controllers: [PagesController, WikiController, ExpressMount, HonoMount, PrivateMount],
+  controllers: [
+    PagesController,
+    WikiController,
+    ExpressMount,
+    HonoMount,
+    PrivateMount,
+    // Real programs, when this machine has them (the home page says which are missing).
+    ...(gitAvailable ? [GitMount] : []),
+    ...(PYTHON ? [LegacyMount] : []),
+  ],
+  providers: [DemoRepository],
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer) {

@@ -1,15 +1,25 @@
 import type { NextFunction, Request, Response } from 'express';
 import { randomUUID, scryptSync, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { sampleFile } from './sample-files.js';
 
-/** Demo users (passwords stored hashed, as a real app would). */
+/** The demo account, printed at start; its password is stored hashed in users.json. */
 export const DEMO_CREDENTIALS = { username: 'demo', password: 'demo' };
-const salt = 'nest-gateway-sample';
-const users = new Map([[DEMO_CREDENTIALS.username, scryptSync(DEMO_CREDENTIALS.password, salt, 32)]]);
+
+interface StoredUser {
+  salt: string;
+  scrypt: string;
+}
+const users = new Map(
+  Object.entries((JSON.parse(readFileSync(sampleFile('users.json'), 'utf8')) as { users: Record<string, StoredUser> }).users),
+);
 const sessions = new Map<string, string>();
 
 export function checkPassword(username: string, password: string): boolean {
-  const hash = users.get(username);
-  return hash !== undefined && timingSafeEqual(hash, scryptSync(password, salt, 32));
+  const user = users.get(username);
+  if (!user) return false;
+  const expected = Buffer.from(user.scrypt, 'hex');
+  return timingSafeEqual(expected, scryptSync(password, user.salt, expected.length));
 }
 
 export function openSession(username: string): string {

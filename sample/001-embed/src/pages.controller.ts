@@ -1,6 +1,10 @@
 import { Body, Controller, Get, Header, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { checkPassword, closeSession, openSession, sessionId } from './auth.js';
+import { gitAvailable } from './git.js';
+import { PYTHON } from './legacy.js';
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const layout = (title: string, body: string) =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
@@ -13,6 +17,7 @@ export class PagesController {
   @Header('content-type', 'text/html; charset=utf-8')
   home(@Req() req: Request) {
     const user = userOf(req);
+    const host = escapeHtml(req.headers.host ?? 'localhost:3000');
     return layout(
       'nest-gateway sample',
       `<h1>nest-gateway: apps inside a Nest app</h1>
@@ -22,6 +27,18 @@ export class PagesController {
   <li><a href="/hono/">A Hono app mounted at /hono</a></li>
   <li><a href="/private/">A members-only app</a>: it trusts the user name the Nest app hands it (single sign-on)</li>
   <li><a href="/wikis/team/">A legacy wiki called through callApp</a> (its login and logout go to ours)</li>
+  <li>${
+    PYTHON
+      ? '<a href="/legacy/">A legacy Python app through CGI</a>, behind the login: it sees you as REMOTE_USER'
+      : 'A legacy Python app through CGI: <i>skipped, this machine has no python3</i>'
+  }</li>
+  <li>${
+    gitAvailable
+      ? `Git over HTTP through git-http-backend: <code>git clone http://${host}/git/hello.git</code>
+      (pushes need a login: <code>git push http://demo:demo@${host}/git/hello.git</code>)`
+      : 'Git over HTTP: <i>skipped, git-http-backend is not installed</i>'
+  }</li>
+  <li><a href="/private/__profile__">The profiler page</a> of the members-only app (profiled requests, functions, flame graph)</li>
 </ul>`,
     );
   }
