@@ -35,7 +35,6 @@ os.set_blocking(wake_r, False)
 os.set_blocking(wake_w, False)
 signal.set_wakeup_fd(wake_w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal group; Node decides
 
 
 def unhex(field):
@@ -92,6 +91,9 @@ def start(line):
     except OSError as error:
         reason = (error.strerror or str(error)).replace('\n', ' ')
         out.write(f'E {request_id} {error.errno or 0} {reason}\n')
+    except Exception as error:  # e.g. ValueError for a NUL byte: only this request fails
+        reason = str(error).replace('\n', ' ')
+        out.write(f'E {request_id} 22 {reason}\n')
     finally:
         for sock in sockets.values():
             sock.close()  # the child holds its own copies

@@ -117,9 +117,20 @@ function httpVariables(exchange: GatewayExchange, passAuthorization: boolean): R
   }
   const vars: Record<string, string> = {};
   for (const [name, values] of joined) {
-    vars['HTTP_' + name.toUpperCase().replace(/-/g, '_')] = values.join(name === 'cookie' ? '; ' : ', ');
+    vars['HTTP_' + name.toUpperCase().replace(/-/g, '_')] = asSent(values.join(name === 'cookie' ? '; ' : ', '));
   }
   return vars;
+}
+
+/**
+ * Node reads header bytes as latin1, and variables are written out as UTF-8: UTF-8 the client
+ * sent would arrive double-encoded. Bytes that are valid UTF-8 go on as the client sent them.
+ */
+function asSent(value: string): string {
+  if (!/[\x80-\xff]/.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  const text = bytes.toString('utf8');
+  return Buffer.byteLength(text) === bytes.length && !text.includes('\ufffd') ? text : value;
 }
 
 function assignEnv(vars: Record<string, string>, env: GatewayEnv | undefined): void {

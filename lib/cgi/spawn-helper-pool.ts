@@ -26,6 +26,7 @@ export interface SpawnHelperOptions {
 
 interface PendingSpawn {
   id: number;
+  file: string;
   streams: string;
   sockets: Partial<Record<'i' | 'o' | 'e', Socket>>;
   helper: Helper;
@@ -69,15 +70,16 @@ export class SpawnHelperPool implements CgiSpawner {
   }
 
   async spawn(request: CgiSpawnRequest): Promise<CgiChild> {
+    if (this.closed) return directSpawner.spawn(request);
     this.started ??= this.start();
-    if (!(await this.started)) return directSpawner.spawn(request);
+    if (!(await this.started) || this.closed) return directSpawner.spawn(request);
     const helper = this.nextHelper();
     const id = ++this.sequence;
     const streams = (request.stdin === false ? '' : 'i') + 'oe';
     let resolveExit!: (exit: CgiExit) => void;
     const exit = new Promise<CgiExit>((resolve) => (resolveExit = resolve));
     return new Promise<CgiChild>((resolve, reject) => {
-      const spawn: PendingSpawn = { id, streams, sockets: {}, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
+      const spawn: PendingSpawn = { id, file: request.file, streams, sockets: {}, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
       this.pending.set(id, spawn);
       this.track(helper, spawn);
       const fields = [
@@ -97,33 +99,45 @@ export class SpawnHelperPool implements CgiSpawner {
   /** Stops the helpers (each takes its still-running process groups down) and removes the socket. */
   close(): void {
     this.closed = true;
+    process.off('exit', this.onProcessExit);
     for (const helper of this.helpers) helper.process.stdin?.end();
     this.server?.close();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
+
+  private readonly onProcessExit = () => this.close();
 
   private async start(): Promise<boolean> {
     try {
       this.dir = mkdtempSync(join(tmpdir(), 'nest-gateway-cgi-')); // 0700: only we can connect
       const socketPath = join(this.dir, 'spawn.sock');
       const server = createServer((socket) => this.onConnection(socket));
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
-      server.unref();
       this.server = server;
-      process.once('exit', () => this.close());
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject).once('close', () => reject(new Error('closed while starting')));
+        server.listen(socketPath, resolve);
+      });
+      server.unref();
+      if (this.closed) throw new Error('closed while starting');
+      process.once('exit', this.onProcessExit);
       const helpers = Array.from({ length: this.helperCount }, () => this.startHelper(socketPath));
-      await Promise.all(helpers.map((h) => h.ready));
       this.helpers = helpers.map((h) => h.helper);
+      await Promise.all(helpers.map((h) => h.ready));
+      if (this.closed) throw new Error('closed while starting');
       return true;
     } catch (error) {
-      this.logger.warn(`CGI spawn helpers unavailable (${(error as Error).message}); spawning from this process instead`);
+      if (!this.closed) {
+        this.logger.warn(`CGI spawn helpers unavailable (${(error as Error).message}); spawning from this process instead`);
+      }
       this.close();
       return false;
     }
   }
 
   private startHelper(socketPath: string): { helper: Helper; ready: Promise<void> } {
-    const child = spawn(this.python, ['-I', '-u', HELPER_SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // A session of its own: a Ctrl-C on the terminal is for the Node process, which then
+    // closes the helpers' stdin; and no signal disposition of ours is inherited by scripts.
+    const child = spawn(this.python, ['-I', '-u', HELPER_SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const helper: Helper = { process: child, inflight: new Set(), dead: false };
     let onReady!: () => void;
     let onFail!: (error: Error) => void;
@@ -184,7 +198,8 @@ export class SpawnHelperPool implements CgiSpawner {
       spawn.resolveExit({ code: code >= 0 ? code : null, signal: signal ? signalName(signal) : null });
       this.maybeForget(spawn);
     } else if (op === 'E') {
-      const error = Object.assign(new Error(`spawn ${[second, ...rest].join(' ')}`), { errno: -Number(first), code: errnoCode(Number(first)) });
+      const code = errnoCode(Number(first));
+      const error = Object.assign(new Error(`spawn ${spawn.file} ${code}: ${[second, ...rest].join(' ')}`), { errno: -Number(first), code });
       this.fail(spawn, error);
     }
   }
@@ -280,7 +295,7 @@ function signalName(signal: number): NodeJS.Signals {
 }
 
 function errnoCode(errno: number): string {
-  return ({ 2: 'ENOENT', 13: 'EACCES', 8: 'ENOEXEC', 20: 'ENOTDIR' } as Record<number, string>)[errno] ?? 'ESPAWN';
+  return ({ 2: 'ENOENT', 13: 'EACCES', 8: 'ENOEXEC', 20: 'ENOTDIR', 22: 'EINVAL' } as Record<number, string>)[errno] ?? 'ESPAWN';
 }
 
 let shared: SpawnHelperPool | undefined;

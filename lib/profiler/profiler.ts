@@ -1,0 +1,243 @@
+import { Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Session } from 'node:inspector';
+import type { NodeMiddleware } from '../middleware/run-middleware.js';
+import { type CpuProfile, type MergedProfile, emptyMergedProfile, mergeProfile, toCpuProfile } from './profile-merge.js';
+import { SORT_KEYS, type SortKey, defaultDescending, renderProfilePage } from './profile-page.js';
+
+export interface ProfilerOptions {
+  /**
+   * Where the report lives, relative to the mount: the page at `<mount><path>`, the download at
+   * `<mount><path>/profile.cpuprofile`, the reset at `POST <mount><path>/clear`.
+   * @default '/__profile__'
+   */
+  path?: string;
+  /**
+   * Leave the first wrapped request (JIT compilation, caches warming up) unprofiled and
+   * uncounted. Only the very first one: clearing the profile does not bring it back.
+   * @default false
+   */
+  discardFirstRequest?: boolean;
+  /**
+   * Microseconds between two CPU samples.
+   * @default 500
+   */
+  samplingInterval?: number;
+  /**
+   * When false the middleware only calls `next()` and serves no page.
+   * @default true
+   */
+  enabled?: boolean;
+}
+
+export const DEFAULT_PROFILE_PATH = '/__profile__';
+
+const logger = new Logger('Gateway');
+
+// Profiler.start is still busy when sampling begins: inspector time, not the app's.
+const inspectorFrame = (frame: { url: string }) => frame.url === 'node:inspector';
+
+/**
+ * Runs V8's CPU profiler (through an in-process inspector session) while at least one
+ * wrapped request is in flight, and merges each stopped profile into one.
+ */
+class CpuSampler {
+  merged: MergedProfile = emptyMergedProfile();
+  requests = 0;
+  failure: string | undefined;
+  private inFlight = 0;
+  /** Bumped by `clear()`: profiles and requests begun before it are not counted. */
+  private generation = 0;
+  /** Generation of the running V8 profile, undefined while stopped. */
+  private running: number | undefined;
+  private session: Session | undefined;
+  private work: Promise<void> = Promise.resolve();
+
+  constructor(private readonly interval: number) {}
+
+  get profiling(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Counts a request in; `ready` resolves once the profiler runs (or could not start). */
+  enter(): { ready: Promise<void>; leave(): void; readonly left: boolean } {
+    const generation = this.generation;
+    let left = false;
+    this.inFlight++;
+    const ready = this.reconcile();
+    return {
+      ready,
+      get left() {
+        return left;
+      },
+      leave: () => {
+        if (left) return;
+        left = true;
+        this.inFlight--;
+        if (generation === this.generation) this.requests++;
+        void this.reconcile();
+      },
+    };
+  }
+
+  clear(): void {
+    this.generation++;
+    this.merged = emptyMergedProfile();
+    this.requests = 0;
+    void this.reconcile();
+  }
+
+  /** Serialised, so that a start and a stop never overlap. Never rejects. */
+  private reconcile(): Promise<void> {
+    this.work = this.work.then(() => this.step()).catch((error: unknown) => this.fail(error));
+    return this.work;
+  }
+
+  private async step(): Promise<void> {
+    if (this.running !== undefined && (this.inFlight === 0 || this.running !== this.generation)) {
+      const generation = this.running;
+      this.running = undefined;
+      const session = this.session!;
+      this.session = undefined;
+      try {
+        const { profile } = await post<{ profile: CpuProfile }>(session, 'Profiler.stop');
+        if (generation === this.generation) mergeProfile(this.merged, profile, inspectorFrame);
+      } finally {
+        session.disconnect();
+      }
+    }
+    if (this.running === undefined && this.inFlight > 0 && this.failure === undefined) {
+      const { Session } = await import('node:inspector');
+      const session = new Session();
+      session.connect();
+      try {
+        await post(session, 'Profiler.enable');
+        await post(session, 'Profiler.setSamplingInterval', { interval: this.interval });
+        await post(session, 'Profiler.start');
+      } catch (error) {
+        session.disconnect();
+        throw error;
+      }
+      this.session = session;
+      this.running = this.generation;
+    }
+  }
+
+  private fail(error: unknown): void {
+    this.failure = error instanceof Error ? error.message : String(error);
+    logger.warn(`CPU profiler stopped working, requests pass through unprofiled: ${this.failure}`);
+  }
+}
+
+function post<T = unknown>(session: Session, method: string, params?: object): Promise<T> {
+  return new Promise((resolve, reject) => {
+    session.post(method, params ?? {}, (error: Error | null, result?: unknown) => (error ? reject(error) : resolve(result as T)));
+  });
+}
+
+function normalisePath(path: string): string {
+  const trimmed = `/${path}`.replace(/\/+/g, '/').replace(/\/$/, '');
+  if (trimmed === '') throw new TypeError('profiler: `path` must not be the mount root');
+  return trimmed;
+}
+
+function reply(res: ServerResponse, status: number, headers: Record<string, string>, body: string): void {
+  res.writeHead(status, { 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+const text = { 'content-type': 'text/plain; charset=utf-8' };
+
+/**
+ * CPU-profiles the requests of a mount, in the spirit of repoze.profile. V8 samples the whole
+ * process, so whatever else runs meanwhile shows up too.
+ *
+ * @example
+ * ```ts
+ * @MountGateway('app', legacyApp, { middleware: [profiler({ discardFirstRequest: true })] })
+ * @UseGuards(AdminGuard) // the report is behind the mount's guards
+ * class LegacyApp {}
+ * ```
+ */
+export function profiler(options: ProfilerOptions = {}): NodeMiddleware {
+  if (options.enabled === false) return (_req, _res, next) => next();
+  const path = normalisePath(options.path ?? DEFAULT_PROFILE_PATH);
+  const interval = options.samplingInterval ?? 500;
+  if (!Number.isInteger(interval) || interval <= 0) throw new TypeError('profiler: `samplingInterval` must be a positive integer');
+  const discardFirstRequest = options.discardFirstRequest ?? false;
+  let discardNext = discardFirstRequest;
+  const sampler = new CpuSampler(interval);
+
+  const serve = (req: IncomingMessage & { baseUrl?: string }, res: ServerResponse, action: string, query: string) => {
+    const base = `${req.baseUrl ?? ''}${path}`;
+    const method = req.method ?? 'GET';
+    const readOnly = method === 'GET' || method === 'HEAD';
+    if (action === '' || action === '/') {
+      if (!readOnly) return reply(res, 405, { ...text, allow: 'GET, HEAD' }, 'Method Not Allowed\n');
+      const params = new URLSearchParams(query);
+      const sortParam = params.get('sort') as SortKey;
+      const sort = SORT_KEYS.includes(sortParam) ? sortParam : 'self';
+      const order = params.get('order');
+      const descending = order === 'asc' ? false : order === 'desc' ? true : defaultDescending(sort);
+      const nonce = randomBytes(16).toString('base64');
+      const html = renderProfilePage({
+        base,
+        merged: sampler.merged,
+        requests: sampler.requests,
+        profilingNow: sampler.profiling,
+        samplingInterval: interval,
+        discardFirstRequest,
+        failure: sampler.failure,
+        sort,
+        descending,
+        nonce,
+      });
+      return reply(
+        res,
+        200,
+        {
+          'content-type': 'text/html; charset=utf-8',
+          'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-${nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'self'`,
+          'x-content-type-options': 'nosniff',
+        },
+        html,
+      );
+    }
+    if (action === '/profile.cpuprofile') {
+      if (!readOnly) return reply(res, 405, { ...text, allow: 'GET, HEAD' }, 'Method Not Allowed\n');
+      return reply(
+        res,
+        200,
+        { 'content-type': 'application/json', 'content-disposition': 'attachment; filename="profile.cpuprofile"' },
+        JSON.stringify(toCpuProfile(sampler.merged)),
+      );
+    }
+    if (action === '/clear') {
+      if (method !== 'POST') return reply(res, 405, { ...text, allow: 'POST' }, 'Method Not Allowed\n');
+      // A cross-site form could otherwise wipe the profile.
+      if (req.headers['sec-fetch-site'] === 'cross-site') return reply(res, 403, text, 'Forbidden\n');
+      sampler.clear();
+      return reply(res, 303, { ...text, location: base }, 'See Other\n');
+    }
+    return reply(res, 404, text, 'Not Found\n');
+  };
+
+  return (req, res, next) => {
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const pathname = queryAt === -1 ? url : url.slice(0, queryAt);
+    if (pathname === path || pathname.startsWith(`${path}/`)) {
+      return serve(req, res, pathname.slice(path.length), queryAt === -1 ? '' : url.slice(queryAt + 1));
+    }
+    if (discardNext) {
+      discardNext = false;
+      return next();
+    }
+    const visit = sampler.enter();
+    res.once('finish', visit.leave).once('close', visit.leave);
+    void visit.ready.then(() => {
+      if (!visit.left) next();
+    });
+  };
+}
