@@ -43,6 +43,8 @@ interface Helper {
   process: ChildProcess;
   inflight: Set<PendingSpawn>;
   dead: boolean;
+  /** Requests of this tick, written together: each write wakes the helper up. */
+  queued: Buffer[];
 }
 
 /**
@@ -76,23 +78,14 @@ export class SpawnHelperPool implements CgiSpawner {
     const helper = this.nextHelper();
     const id = ++this.sequence;
     const streams = (request.stdin === false ? '' : 'i') + 'oe';
+    const frame = encodeRequest(id, streams, request);
     let resolveExit!: (exit: CgiExit) => void;
     const exit = new Promise<CgiExit>((resolve) => (resolveExit = resolve));
     return new Promise<CgiChild>((resolve, reject) => {
       const spawn: PendingSpawn = { id, file: request.file, streams, sockets: {}, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
       this.pending.set(id, spawn);
       this.track(helper, spawn);
-      const fields = [
-        'S',
-        String(id),
-        streams,
-        hex(request.file),
-        hex(request.cwd),
-        String(request.args.length),
-        ...request.args.map(hex),
-        ...Object.entries(request.env).map(([name, value]) => hex(`${name}=${value}`)),
-      ];
-      helper.process.stdin!.write(fields.join(' ') + '\n');
+      this.send(helper, frame);
     });
   }
 
@@ -138,7 +131,7 @@ export class SpawnHelperPool implements CgiSpawner {
     // A session of its own: a Ctrl-C on the terminal is for the Node process, which then
     // closes the helpers' stdin; and no signal disposition of ours is inherited by scripts.
     const child = spawn(this.python, ['-I', '-u', HELPER_SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const helper: Helper = { process: child, inflight: new Set(), dead: false };
+    const helper: Helper = { process: child, inflight: new Set(), dead: false, queued: [] };
     let onReady!: () => void;
     let onFail!: (error: Error) => void;
     const ready = new Promise<void>((resolve, reject) => ((onReady = resolve), (onFail = reject)));
@@ -171,6 +164,15 @@ export class SpawnHelperPool implements CgiSpawner {
     child.unref();
     for (const stream of [child.stdin, child.stderr]) (stream as unknown as Socket).unref?.();
     return { helper, ready };
+  }
+
+  private send(helper: Helper, frame: Buffer): void {
+    helper.queued.push(frame);
+    if (helper.queued.length > 1) return;
+    setImmediate(() => {
+      const frames = helper.queued.splice(0);
+      helper.process.stdin!.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
+    });
   }
 
   private nextHelper(): Helper {
@@ -281,8 +283,26 @@ export class SpawnHelperPool implements CgiSpawner {
   }
 }
 
-function hex(text: string): string {
-  return text === '' ? '-' : Buffer.from(text, 'utf8').toString('hex');
+/** One request for the helper: a length, then NUL-separated fields (see cgi-fork-server.py). */
+function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): Buffer {
+  const fields = [
+    'S',
+    String(id),
+    streams,
+    request.file,
+    request.cwd,
+    String(request.args.length),
+    ...request.args,
+    ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`),
+  ];
+  for (const field of fields) {
+    if (field.includes('\0')) throw Object.assign(new Error(`spawn ${request.file} EINVAL: NUL byte in an argument or variable`), { code: 'EINVAL' });
+  }
+  const payload = Buffer.from(fields.join('\0'), 'utf8');
+  const frame = Buffer.allocUnsafe(4 + payload.length);
+  frame.writeUInt32BE(payload.length, 0);
+  payload.copy(frame, 4);
+  return frame;
 }
 
 function nullSink(): Writable {

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Session } from 'node:inspector';
+import { setFlagsFromString } from 'node:v8';
 import type { NodeMiddleware } from '../middleware/run-middleware.js';
 import { type CpuProfile, type MergedProfile, emptyMergedProfile, mergeProfile, toCpuProfile } from './profile-merge.js';
 import { SORT_KEYS, type SortKey, defaultDescending, renderProfilePage } from './profile-page.js';
@@ -151,7 +152,8 @@ const text = { 'content-type': 'text/plain; charset=utf-8' };
 
 /**
  * CPU-profiles the requests of a mount, in the spirit of repoze.profile. V8 samples the whole
- * process, so whatever else runs meanwhile shows up too.
+ * process, so whatever else runs meanwhile shows up too. An enabled profiler turns on V8's
+ * `--detailed-line-info` for the process, so that inlined functions keep their own time.
  *
  * @example
  * ```ts
@@ -165,6 +167,9 @@ export function profiler(options: ProfilerOptions = {}): NodeMiddleware {
   const path = normalisePath(options.path ?? DEFAULT_PROFILE_PATH);
   const interval = options.samplingInterval ?? 500;
   if (!Number.isInteger(interval) || interval <= 0) throw new TypeError('profiler: `samplingInterval` must be a positive integer');
+  // V8 drops inlined functions from profiles of code optimised while no profiler ran, and
+  // credits their time to the caller; between requests the profiler is off. (`--cpu-prof` does the same.)
+  setFlagsFromString('--detailed-line-info');
   const discardFirstRequest = options.discardFirstRequest ?? false;
   let discardNext = discardFirstRequest;
   const sampler = new CpuSampler(interval);
