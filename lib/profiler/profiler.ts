@@ -1,10 +1,8 @@
-import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Session } from 'node:inspector';
-import { setFlagsFromString } from 'node:v8';
 import type { NodeMiddleware } from '../middleware/run-middleware.js';
-import { type CpuProfile, type MergedProfile, emptyMergedProfile, mergeProfile, toCpuProfile } from './profile-merge.js';
+import { CpuSampler } from './cpu-sampler.js';
+import { toCpuProfile } from './profile-merge.js';
 import { SORT_KEYS, type SortKey, defaultDescending, renderProfilePage } from './profile-page.js';
 
 export interface ProfilerOptions {
@@ -34,109 +32,6 @@ export interface ProfilerOptions {
 
 export const DEFAULT_PROFILE_PATH = '/__profile__';
 
-const logger = new Logger('Gateway');
-
-// Profiler.start is still busy when sampling begins: inspector time, not the app's.
-const inspectorFrame = (frame: { url: string }) => frame.url === 'node:inspector';
-
-/**
- * Runs V8's CPU profiler (through an in-process inspector session) while at least one
- * wrapped request is in flight, and merges each stopped profile into one.
- */
-class CpuSampler {
-  merged: MergedProfile = emptyMergedProfile();
-  requests = 0;
-  failure: string | undefined;
-  private inFlight = 0;
-  /** Bumped by `clear()`: profiles and requests begun before it are not counted. */
-  private generation = 0;
-  /** Generation of the running V8 profile, undefined while stopped. */
-  private running: number | undefined;
-  private session: Session | undefined;
-  private work: Promise<void> = Promise.resolve();
-
-  constructor(private readonly interval: number) {}
-
-  get profiling(): boolean {
-    return this.running !== undefined;
-  }
-
-  /** Counts a request in; `ready` resolves once the profiler runs (or could not start). */
-  enter(): { ready: Promise<void>; leave(): void; readonly left: boolean } {
-    const generation = this.generation;
-    let left = false;
-    this.inFlight++;
-    const ready = this.reconcile();
-    return {
-      ready,
-      get left() {
-        return left;
-      },
-      leave: () => {
-        if (left) return;
-        left = true;
-        this.inFlight--;
-        if (generation === this.generation) this.requests++;
-        void this.reconcile();
-      },
-    };
-  }
-
-  clear(): void {
-    this.generation++;
-    this.merged = emptyMergedProfile();
-    this.requests = 0;
-    void this.reconcile();
-  }
-
-  /** Serialised, so that a start and a stop never overlap. Never rejects. */
-  private reconcile(): Promise<void> {
-    this.work = this.work.then(() => this.step()).catch((error: unknown) => this.fail(error));
-    return this.work;
-  }
-
-  private async step(): Promise<void> {
-    if (this.running !== undefined && (this.inFlight === 0 || this.running !== this.generation)) {
-      const generation = this.running;
-      this.running = undefined;
-      const session = this.session!;
-      this.session = undefined;
-      try {
-        const { profile } = await post<{ profile: CpuProfile }>(session, 'Profiler.stop');
-        if (generation === this.generation) mergeProfile(this.merged, profile, inspectorFrame);
-      } finally {
-        session.disconnect();
-      }
-    }
-    if (this.running === undefined && this.inFlight > 0 && this.failure === undefined) {
-      const { Session } = await import('node:inspector');
-      const session = new Session();
-      session.connect();
-      try {
-        await post(session, 'Profiler.enable');
-        await post(session, 'Profiler.setSamplingInterval', { interval: this.interval });
-        await post(session, 'Profiler.start');
-      } catch (error) {
-        session.disconnect();
-        throw error;
-      }
-      this.session = session;
-      this.running = this.generation;
-    }
-  }
-
-  private fail(error: unknown): void {
-    this.failure = error instanceof Error ? error.message : String(error);
-    logger.warn(`CPU profiler stopped working, requests pass through unprofiled: ${this.failure}`);
-  }
-}
-
-function post<T = unknown>(session: Session, method: string, params?: object): Promise<T> {
-  return new Promise((resolve, reject) => {
-    session.post(method, params ?? {}, (error: Error | null, result?: unknown) => (error ? reject(error) : resolve(result as T)));
-  });
-}
-
 function normalisePath(path: string): string {
   const trimmed = `/${path}`.replace(/\/+/g, '/').replace(/\/$/, '');
   if (trimmed === '') throw new TypeError('profiler: `path` must not be the mount root');
@@ -152,8 +47,12 @@ const text = { 'content-type': 'text/plain; charset=utf-8' };
 
 /**
  * CPU-profiles the requests of a mount, in the spirit of repoze.profile. V8 samples the whole
- * process, so whatever else runs meanwhile shows up too. An enabled profiler turns on V8's
- * `--detailed-line-info` for the process, so that inlined functions keep their own time.
+ * process, so whatever else runs meanwhile shows up too.
+ *
+ * V8's profiler does not see code it compiled on-stack (OSR, for a long-running loop) before
+ * the current profiling window began: such a loop's time shows up in its caller, at the line
+ * of the call. Since the profiler is off between requests, a function that loops long and is
+ * called rarely can vanish from later profiles; Node's `--no-use-osr` avoids that, at some cost.
  *
  * @example
  * ```ts
@@ -167,9 +66,6 @@ export function profiler(options: ProfilerOptions = {}): NodeMiddleware {
   const path = normalisePath(options.path ?? DEFAULT_PROFILE_PATH);
   const interval = options.samplingInterval ?? 500;
   if (!Number.isInteger(interval) || interval <= 0) throw new TypeError('profiler: `samplingInterval` must be a positive integer');
-  // V8 drops inlined functions from profiles of code optimised while no profiler ran, and
-  // credits their time to the caller; between requests the profiler is off. (`--cpu-prof` does the same.)
-  setFlagsFromString('--detailed-line-info');
   const discardFirstRequest = options.discardFirstRequest ?? false;
   let discardNext = discardFirstRequest;
   const sampler = new CpuSampler(interval);
