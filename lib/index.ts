@@ -27,6 +27,7 @@ export type { RewriteOptions } from './headers/rewrite.js';
 
 export { MountGateway } from './decorators/mount-gateway.decorator.js';
 export type { NodeMiddleware } from './middleware/run-middleware.js';
+export { profiler, DEFAULT_PROFILE_PATH, type ProfilerOptions } from './profiler/profiler.js';
 export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';
 
 export type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';

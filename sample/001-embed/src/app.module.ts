@@ -1,5 +1,5 @@
 import { type MiddlewareConsumer, Module, type NestModule, UseGuards } from '@nestjs/common';
-import { GatewayModule, MountGateway, RemoteUserGuard } from 'nest-gateway';
+import { GatewayModule, MountGateway, profiler, RemoteUserGuard } from 'nest-gateway';
 import { authenticate } from './auth.js';
 import { createPrivateApp } from './private-app.js';
 import { createExpressApp } from './express-app.js';
@@ -15,8 +15,11 @@ export class ExpressMount {}
 @MountGateway('hono', createHonoApp())
 export class HonoMount {}
 
-/** Browsers without a session go to /login; command-line clients get a Basic challenge. */
-@MountGateway('private', createPrivateApp())
+/**
+ * Browsers without a session go to /login; command-line clients get a Basic challenge. Its
+ * requests are profiled: /private/__profile__ shows where their time went.
+ */
+@MountGateway('private', createPrivateApp(), { middleware: [profiler()] })
 @UseGuards(RemoteUserGuard)
 export class PrivateMount {}
 
@@ -36,6 +39,6 @@ export class PrivateMount {}
 })
 export class AppModule implements NestModule {
   configure(consumer: MiddlewareConsumer) {
-    consumer.apply(authenticate).forRoutes('*path');
+    consumer.apply(authenticate).forRoutes('{*path}');
   }
 }
