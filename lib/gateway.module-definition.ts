@@ -1,5 +1,6 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
 import type { GatewayModuleOptions } from './interfaces/gateway-options.interface.js';
+import type { MountDeclaration } from './config/mount-declaration.js';
 
 export const {
   ConfigurableModuleClass: ConfigurableGatewayModule,
@@ -8,5 +9,9 @@ export const {
   ASYNC_OPTIONS_TYPE: GATEWAY_ASYNC_OPTIONS_TYPE,
 } = new ConfigurableModuleBuilder<GatewayModuleOptions>()
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  .setExtras(
+    { isGlobal: true, mounts: [] as MountDeclaration[] },
+    // The mounts become controllers in GatewayModule.forRoot/forRootAsync.
+    (definition, extras) => ({ ...definition, global: extras.isGlobal }),
+  )
   .build();

@@ -34,6 +34,7 @@ import {
 } from './identity/remote-user.js';
 import { rewriteResponseHeaders } from './headers/rewrite.js';
 import { runMiddleware } from './middleware/run-middleware.js';
+import { appOf, isLateApp, LATE_PATH, normalisePath, type LateApp } from './config/configured-mounts.js';
 
 const UPGRADES_HOOKED = Symbol.for('nest-gateway.upgradesHooked');
 
@@ -45,6 +46,7 @@ export class GatewayService implements OnApplicationBootstrap {
   /** Identity header and aliases, normalised as `headerKey` does. */
   private readonly identityNames: ReadonlySet<string>;
   private readonly untrustedNames: ReadonlySet<string>;
+  private readonly configuredApps = new Map<LateApp, GatewayApp>();
 
   constructor(
     @Inject(GATEWAY_MODULE_OPTIONS) private readonly options: GatewayModuleOptions,
@@ -105,6 +107,7 @@ export class GatewayService implements OnApplicationBootstrap {
     pathInfo: string,
     options: MountOptions & { name: string },
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
+    if (isLateApp(app)) app = this.configuredApp(app);
     const timeout = options.timeout ?? this.options.timeout ?? 0;
     return this.run(req, pathInfo, options, async (exchange) => {
       if (options.middleware?.length && !(await runMiddleware(options.middleware, exchange, rawResponse(res)))) {
@@ -128,6 +131,22 @@ export class GatewayService implements OnApplicationBootstrap {
       }
       return this.callAndShape(app, exchange, options, timeout);
     });
+  }
+
+  /** The app the (async) options give for a mount declared by path only; built once. */
+  private configuredApp(late: LateApp): GatewayApp {
+    let app = this.configuredApps.get(late);
+    if (!app) {
+      const declared = this.options.mounts?.find((mount) => normalisePath(mount.path) === late[LATE_PATH] && mount.app);
+      if (!declared?.app) {
+        const message = `No app is configured for the mount ${late[LATE_PATH]}: the async options' mounts must give one`;
+        this.logger.error(message);
+        throw new InternalServerErrorException();
+      }
+      app = appOf(declared.app);
+      this.configuredApps.set(late, app);
+    }
+    return app;
   }
 
   /** Runs one app call; a failure aborts the exchange and becomes an HTTP error, logged once. */

@@ -26,6 +26,7 @@ export type { HeaderChanges } from './headers/header-changes.js';
 export type { RewriteOptions } from './headers/rewrite.js';
 
 export { MountGateway } from './decorators/mount-gateway.decorator.js';
+export type { MountDeclaration, AppSpec } from './config/mount-declaration.js';
 export type { NodeMiddleware } from './middleware/run-middleware.js';
 export { profiler, DEFAULT_PROFILE_PATH, type ProfilerOptions } from './profiler/profiler.js';
 export { PathInfo, pathInfoOf } from './decorators/path-info.decorator.js';

@@ -122,3 +122,17 @@ describe('sample 001-embed with real programs', () => {
     expect(saved.headers.location).toBe('/legacy/?saved=hello');
   });
 });
+
+describe('sample 001-embed mounts from its configuration file', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [AppModule] });
+  });
+  afterAll(() => s.close());
+
+  it('serves the shell script that mounts.json declares, with its header changes', async () => {
+    const res = await request(s.url).get('/status/').auth('demo', 'demo');
+    expect(res.text).toContain('Mounted at /status (from mounts.json); you are demo.');
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+});

@@ -2,6 +2,7 @@ import type { BodyInit } from '../http/body-source.js';
 import type { RemoteUserResolver } from '../identity/remote-user.js';
 import type { RewriteOptions } from '../headers/rewrite.js';
 import type { NodeMiddleware } from '../middleware/run-middleware.js';
+import type { MountDeclaration } from '../config/mount-declaration.js';
 
 /** Per-request environ extras: WSGI's environ keys, CGI variables, `req.gatewayEnv`, Hono's `c.env`. */
 export type GatewayEnv = Record<string, string | number | boolean | undefined>;
@@ -46,6 +47,14 @@ export interface GatewayModuleOptions {
    * @default 'Basic realm="nest-gateway", charset="UTF-8"'
    */
   challenge?: string | false;
+  /**
+   * Mounts declared as data, each behaving exactly like a `@MountGateway` class: path, app
+   * (or `{ kind: 'cgi' | 'fastcgi' | 'proxy', … }`), guards, header changes, mount options.
+   * With `forRootAsync`, routes must be known before the factory runs: declare the paths in
+   * the async options' `mounts`; the factory's `mounts` may then supply their apps.
+   * @default []
+   */
+  mounts?: MountDeclaration[];
   /**
    * When set, `RemoteUserGuard` redirects anonymous clients that accept HTML here (with the
    * original URL as the `next` query parameter) instead of answering 401.

@@ -8,6 +8,7 @@ import { PagesController } from './pages.controller.js';
 import { WikiController } from './wiki.controller.js';
 import { DemoRepository, GitMount, gitAvailable } from './git.js';
 import { LegacyMount, PYTHON } from './legacy.js';
+import { configuredMounts } from './mounts-config.js';
 
 @MountGateway('express', createExpressApp())
 export class ExpressMount {}
@@ -24,7 +25,7 @@ export class HonoMount {}
 export class PrivateMount {}
 
 @Module({
-  imports: [GatewayModule.forRoot({ loginUrl: '/login' })],
+  imports: [GatewayModule.forRoot({ loginUrl: '/login', mounts: configuredMounts() })],
   controllers: [
     PagesController,
     WikiController,

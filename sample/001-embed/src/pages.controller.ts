@@ -38,6 +38,7 @@ export class PagesController {
       (pushes need a login: <code>git push http://demo:demo@${host}/git/hello.git</code>)`
       : 'Git over HTTP: <i>skipped, git-http-backend is not installed</i>'
   }</li>
+  <li><a href="/status/">A status page from a shell script</a>, mounted from <code>mounts.json</code> (no class written for it)</li>
   <li><a href="/private/__profile__">The profiler page</a> of the members-only app (profiled requests, functions, flame graph)</li>
 </ul>`,
     );
