@@ -1,0 +1,98 @@
+import 'reflect-metadata';
+import { Module, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { parseArgs } from 'node:util';
+import { MountGateway } from '../decorators/mount-gateway.decorator.js';
+import { GatewayModule } from '../gateway.module.js';
+import { profiler } from '../profiler/profiler.js';
+import { loadTarget, TargetError } from './load-target.js';
+
+export const SERVE_HELP = `Usage: nest-gateway serve <target> [options]
+
+Serves <target> through nest-gateway and prints its URL; Ctrl-C stops it.
+<target> is a JavaScript module exporting a Node listener, a fetch handler (or a Hono app),
+a Koa app or a Nest module (default export, or 'app', 'handler', 'AppModule'), or any
+other file, run as a CGI script (.php through php-cgi).
+
+Options:
+  -p, --port <n>      port to listen on (default 3000; 0 picks a free one)
+  -H, --host <h>      address to listen on (default 127.0.0.1)
+      --prefix <p>    serve under this path, e.g. /app (default: the root)
+      --profile       profile requests; the page is at <prefix>/__profile__
+  -h, --help          show this help
+`;
+
+export class UsageError extends Error {}
+
+export interface ServeOptions {
+  target: string;
+  port: number;
+  host: string;
+  prefix: string;
+  profile: boolean;
+}
+
+/** Parses `serve` arguments; throws UsageError with a message meant for the user. */
+export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string', short: 'H' },
+        prefix: { type: 'string' },
+        profile: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return 'help';
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <target>' : `one target only, got ${positionals.join(' ')}`);
+  const port = Number(values.port ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0 to 65535, got ${values.port}`);
+  const prefix = (values.prefix ?? '').replace(/\/+$/, '');
+  if (prefix && !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/.test(prefix)) throw new UsageError(`--prefix must be a path such as /app, got ${values.prefix}`);
+  return { target: positionals[0], port, host: values.host ?? '127.0.0.1', prefix, profile: values.profile ?? false };
+}
+
+/** A running `serve`: its URL, and how to stop it. */
+export interface Serving {
+  url: string;
+  /** What is served where, for people. */
+  description: string;
+  app: INestApplication;
+  close(): Promise<void>;
+}
+
+export async function serve(options: ServeOptions): Promise<Serving> {
+  const target = await loadTarget(options.target);
+  class ServedApp {}
+  MountGateway(options.prefix || '/', target.app, {
+    name: options.target,
+    middleware: options.profile ? [profiler()] : [],
+  })(ServedApp);
+  class ServeModule {}
+  Module({ imports: [GatewayModule.forRoot()], controllers: [ServedApp] })(ServeModule);
+  const app = await NestFactory.create(ServeModule, { logger: ['error', 'warn'] });
+  await app.listen(options.port, options.host);
+  const address = app.getHttpServer().address() as { port: number };
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const url = `http://${host}:${address.port}${options.prefix}/`;
+  return {
+    url,
+    description: `${target.kind} ${options.target} at ${url}${options.profile ? ` (profile: ${url}__profile__)` : ''}`,
+    app,
+    close: async () => {
+      await app.close();
+      await target.close();
+    },
+  };
+}
+
+export { TargetError };

@@ -1,0 +1,85 @@
+/** `nest-gateway serve`, run as users run it: the built command in a process of its own. */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { within } from './fixtures/waiting.js';
+
+const ROOT = process.cwd();
+const BIN = join(ROOT, 'dist', 'cli', 'main.js');
+const fixture = (name: string) => join(ROOT, 'test', 'fixtures', 'cli', name);
+
+function run(args: string[]): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  return Object.assign(child, { output: () => output });
+}
+
+async function started(child: ReturnType<typeof run>): Promise<string> {
+  await within(
+    new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', () => /http:\/\/\S+/.test(child.output()) && resolve());
+      child.once('exit', () => reject(new Error(`exited early: ${child.output()}`)));
+    }),
+    20_000,
+    'the server to print its URL',
+  );
+  return /(http:\/\/\S+)/.exec(child.output())![1];
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  child.kill('SIGINT');
+  const [code] = (await within(once(child, 'exit'), 10_000, 'a clean stop')) as [number | null];
+  return code;
+}
+
+describe('nest-gateway serve', () => {
+  beforeAll(() => {
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+  }, 120_000);
+
+  it.each([
+    ['listener.mjs', 'Node listener', '/x', 'node listener saw /x under /app'],
+    ['fetch.mjs', 'fetch handler', '/x', 'fetch handler saw /x'],
+    ['module.mjs', 'Nest module', '/hello', 'nest module says hello'],
+    ['script.sh', 'CGI script', '/x', 'CGI script at /app/x'],
+  ])('serves %s (%s) under a prefix, prints its URL, stops on Ctrl-C', async (file, kind, path, expected) => {
+    const child = run(['serve', fixture(file), '--port', '0', '--prefix', '/app']);
+    const url = await started(child);
+    expect(child.output()).toContain(kind);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/app\/$/);
+    const res = await fetch(`${url.replace(/\/$/, '')}${path}`);
+    expect(await res.text()).toContain(expected);
+    expect(await stop(child)).toBe(0);
+  }, 30_000);
+
+  it('--profile serves the profiler page', async () => {
+    const child = run(['serve', fixture('listener.mjs'), '--port', '0', '--profile']);
+    const url = await started(child);
+    await fetch(`${url}x`);
+    const page = await fetch(`${url}__profile__`);
+    expect(await page.text()).toMatch(/CPU profile/);
+    expect(await stop(child)).toBe(0);
+  }, 30_000);
+
+  it('--help documents every flag', () => {
+    const out = execFileSync(process.execPath, [BIN, 'serve', '--help'], { encoding: 'utf8' });
+    for (const flag of ['--port', '--host', '--prefix', '--profile', '--help']) expect(out).toContain(flag);
+  });
+
+  it.each([
+    [['serve'], /missing <target>/],
+    [['serve', 'a', 'b'], /one target only/],
+    [['serve', 'x.mjs', '--bogus'], /Unknown option '--bogus'/],
+    [['serve', 'x.mjs', '--port', 'abc'], /--port must be/],
+    [['serve', 'x.mjs', '--prefix', '//evil'], /--prefix must be a path/],
+    [['serve', '/nonexistent/app.mjs'], /no such file/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ])('bad arguments %j: a clear message and exit code 2', async (args, message) => {
+    const child = run(args);
+    const [code] = (await once(child, 'exit')) as [number];
+    expect(code).toBe(2);
+    expect(child.output()).toMatch(message);
+  });
+});
