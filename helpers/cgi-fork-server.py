@@ -7,7 +7,8 @@
 #
 # Protocol. Requests on stdin, each a 4-byte big-endian length then that many bytes: fields
 # separated by NUL (which no argument or variable can contain):
-#   S <id> <streams> <cmd> <cwd> <nargs> <arg>... <NAME=VALUE>...
+#   S <id> <streams> <cmd> <cwd> <uid> <gid> <nargs> <arg>... <NAME=VALUE>...
+# (<uid>/<gid> empty: keep ours; else the child runs as that user/group, no other groups).
 # <streams> is a subset of "ioe": for each, this helper connects to the Unix socket argv[1]
 # and sends the 12-byte header b"%011d" + one of i/o/e; that connection becomes the child's
 # stdin/stdout/stderr (no "i": /dev/null). Replies on stdout:
@@ -20,6 +21,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 
 if sys.version_info < (3, 8) or not hasattr(os, 'posix_spawn'):
@@ -61,8 +63,31 @@ def reap():
         out.write(f'X {request_id} {code} {sig}\n')
 
 
+def spawn_as(program, args, env, cwd, sockets, uid, gid):
+    """posix_spawn cannot change user: Popen can (it drops groups, then gid, then uid)."""
+    def fd(kind):
+        return sockets[kind].fileno() if kind in sockets else DEVNULL
+    proc = subprocess.Popen(
+        [program] + args,
+        executable=program,
+        env=env,
+        cwd=cwd,
+        stdin=fd('i'),
+        stdout=fd('o'),
+        stderr=fd('e'),
+        start_new_session=True,
+        close_fds=True,
+        user=int(uid) if uid else None,
+        group=int(gid) if gid else None,
+        extra_groups=[] if (uid or gid) else None,
+        restore_signals=True,
+    )
+    proc.returncode = 0  # reaped by reap(), never by Popen
+    return proc.pid
+
+
 def start(frame):
-    op, request_id, streams, program, cwd, nargs, *rest = frame.split(b'\0')
+    op, request_id, streams, program, cwd, uid, gid, nargs, *rest = frame.split(b'\0')
     if op != b'S':
         return
     request_id = request_id.decode('ascii')
@@ -82,16 +107,19 @@ def start(frame):
             actions.append((os.POSIX_SPAWN_DUP2, source, target))
         # Single-threaded, so changing our own directory is safe: the child starts in it.
         os.chdir(cwd or ROOT)
-        launch = os.posix_spawn if b'/' in program else os.posix_spawnp
-        pid = launch(
-            program,
-            [program] + rest[:count],
-            env,
-            file_actions=actions,
-            setsid=True,
-            setsigmask=(),
-            setsigdef=RESET_SIGNALS,
-        )
+        if uid or gid:
+            pid = spawn_as(program, rest[:count], env, cwd or ROOT, sockets, uid, gid)
+        else:
+            launch = os.posix_spawn if b'/' in program else os.posix_spawnp
+            pid = launch(
+                program,
+                [program] + rest[:count],
+                env,
+                file_actions=actions,
+                setsid=True,
+                setsigmask=(),
+                setsigdef=RESET_SIGNALS,
+            )
         running[pid] = request_id
         out.write(f'P {request_id} {pid}\n')
     except OSError as error:

@@ -42,6 +42,17 @@ export interface CgiAppOptions {
    */
   inheritEnv?: string[];
   /**
+   * Run scripts as this user id (the Nest process must run as root), e.g. 65534 for nobody.
+   * The environment rules stay the same.
+   * @default the Nest process's own
+   */
+  uid?: number;
+  /**
+   * Run scripts with this group id and no supplementary groups.
+   * @default the Nest process's own
+   */
+  gid?: number;
+  /**
    * Pass the client's Authorization and Proxy-Authorization headers on as HTTP_AUTHORIZATION
    * and HTTP_PROXY_AUTHORIZATION. Off, the script only learns the principal (REMOTE_USER).
    * @default false
@@ -155,7 +166,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
           env: options.env,
         }),
       };
-      child = await spawner().spawn({ file, args, env, cwd, stdin: input.stream !== null });
+      child = await spawner().spawn({ file, args, env, cwd, stdin: input.stream !== null, uid: options.uid, gid: options.gid });
     } catch (error) {
       release();
       input.stream?.destroy();

@@ -291,6 +291,8 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
     streams,
     request.file,
     request.cwd,
+    request.uid === undefined ? '' : String(request.uid),
+    request.gid === undefined ? '' : String(request.gid),
     String(request.args.length),
     ...request.args,
     ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`),

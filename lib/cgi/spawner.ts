@@ -9,6 +9,10 @@ export interface CgiSpawnRequest {
   cwd: string;
   /** Whether the child gets a request body on stdin (else /dev/null). @default true */
   stdin?: boolean;
+  /** Run as this user id (the host must be root). @default this process's */
+  uid?: number;
+  /** Run with this group id (and no supplementary groups). @default this process's */
+  gid?: number;
 }
 
 export interface CgiExit {
@@ -33,8 +37,8 @@ export interface CgiSpawner {
 
 /** Spawns from this process. Simple, but each fork of a large process stalls the event loop. */
 export const directSpawner: CgiSpawner = {
-  async spawn({ file, args, env, cwd }) {
-    const child = spawn(file, args, { env, cwd, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+  async spawn({ file, args, env, cwd, uid, gid }) {
+    const child = spawn(file, args, { env, cwd, uid, gid, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const exit = new Promise<CgiExit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
       child.once('error', () => resolve({ code: null, signal: null }));
