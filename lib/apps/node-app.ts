@@ -55,13 +55,21 @@ export function nodeApp(listener: NodeListener | Server, options: NodeAppOptions
 /** Hands the client's upgrade request to the app as its own: prefix stripped, gateway headers. */
 function upgradeListener(upgrade: UpgradeListener, exchange: GatewayExchange, socket: Duplex, head: Buffer): void {
   const req = exchange.req as IncomingMessage & Record<string, unknown>;
-  req.rawHeaders = [...exchange.rawHeaders];
-  req.headers = headersFromRaw(exchange.rawHeaders);
+  showAppView(req, exchange);
+  upgrade(req, socket, head);
+}
+
+/** Express mount semantics on the client's request: the gateway's headers, the path under the mount. */
+function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: GatewayExchange): void {
+  if (exchange.rawHeaders !== req.rawHeaders) {
+    // The app sees the gateway's headers (forged identity removed, principal added).
+    req.rawHeaders = [...exchange.rawHeaders];
+    req.headers = headersFromRaw(exchange.rawHeaders);
+  }
   req.originalUrl = exchange.originalUrl;
   req.baseUrl = exchange.prefix;
   req.url = appUrl(exchange);
   req.gatewayEnv = exchange.env;
-  upgrade(req, socket, head);
 }
 
 function appUrl(exchange: GatewayExchange): string {
@@ -112,15 +120,7 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
   const { headers, rawHeaders } = req;
   const reqPrototype = Object.getPrototypeOf(req);
   const resPrototype = Object.getPrototypeOf(res);
-  if (exchange.rawHeaders !== rawHeaders) {
-    // The app sees the gateway's headers (forged identity removed, principal added).
-    req.rawHeaders = [...exchange.rawHeaders];
-    req.headers = headersFromRaw(exchange.rawHeaders);
-  }
-  req.originalUrl = exchange.originalUrl;
-  req.baseUrl = exchange.prefix;
-  req.url = appUrl(exchange);
-  req.gatewayEnv = exchange.env;
+  showAppView(req, exchange);
 
   return new Promise<void>((resolve, reject) => {
     let settled = false;
