@@ -1,0 +1,547 @@
+// `npm run bench` / `npm run bench:quick`: each gateway path beside its alternatives, on the same
+// workload, in one run on one machine; writes docs/benchmarks.md.
+// Every server under test runs in a process of its own (bench/servers/*.mjs); the load comes
+// from wrk; rounds are interleaved (A, B, C, A, B, C, …) and medians are reported.
+// Usage: npm run build && node bench/run.mjs [--quick]
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const QUICK = process.argv.includes('--quick');
+const CFG = QUICK
+  ? { rounds: 1, duration: 3, warmup: 1, connections: 32, streamMiB: 256, floodSeconds: 3, slowClients: 500, slowSpreadMs: 1000 }
+  : { rounds: 3, duration: 8, warmup: 3, connections: 32, streamMiB: 1024, floodSeconds: 5, slowClients: 500, slowSpreadMs: 2000 };
+const WRK = '/usr/bin/wrk';
+const NGINX = ['/usr/sbin/nginx'].find((p) => existsSync(p));
+const APACHE = ['/usr/sbin/apache2', '/usr/sbin/httpd'].find((p) => existsSync(p));
+const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => existsSync(p));
+const HPM = existsSync(join(root, 'node_modules/http-proxy-middleware/package.json'));
+const MIB = 1024 * 1024;
+const log = (...args) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0)}s]`, ...args);
+const t0 = performance.now();
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every server is a child of ours, in its own process group; all are stopped at exit.
+const started = [];
+
+async function startProcess(name, command, args, { ready, env } = {}) {
+  const proc = spawn(command, args, { cwd: here, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env ?? process.env });
+  started.push(proc);
+  let output = '';
+  proc.stderr.on('data', (c) => (output += c));
+  const server = { name, proc, pid: proc.pid, output: () => output };
+  server.stop = () => stopProcess(proc);
+  if (ready) await ready(server);
+  return server;
+}
+
+/** A Node server from bench/servers/: waits for its `{"port":N}` line. */
+async function startServer(name, file, args = []) {
+  return startProcess(name, process.execPath, [join(here, 'servers', file), ...args], {
+    ready: async (server) => {
+      let line = '';
+      const port = await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${server.output()}`)), 20_000);
+        server.proc.stdout.on('data', (c) => {
+          line += c;
+          if (line.includes('\n')) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line.split('\n')[0]).port);
+          }
+        });
+        server.proc.once('exit', (code) => reject(new Error(`${name} exited (${code}):\n${server.output()}`)));
+      });
+      server.port = port;
+      server.base = `http://127.0.0.1:${port}`;
+    },
+  });
+}
+
+async function stopProcess(proc) {
+  const group = (signal) => {
+    try {
+      process.kill(-proc.pid, signal);
+    } catch {
+      // gone
+    }
+  };
+  if (proc.exitCode === null && proc.signalCode === null) {
+    const exited = once(proc, 'exit');
+    group('SIGTERM');
+    const timer = setTimeout(() => group('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+  group('SIGKILL');
+}
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitFor(check, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+const socketAccepts = (path) =>
+  new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+
+// ---------------------------------------------------------------------------------------------
+// /proc: the process tree of a server, its resident memory, children and connections.
+function children(pid) {
+  const out = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text) out.push(...text.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+function tree(pid) {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...children(all[i]));
+  return all;
+}
+function statusField(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+const treeRss = (pid) => tree(pid).reduce((n, p) => n + statusField(p, 'VmRSS'), 0);
+const fdCount = (pid) => {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return -1;
+  }
+};
+
+/** Samples the resident memory of a process tree every `ms` until stopped; returns the peak. */
+function rssSampler(pid, ms = 50) {
+  let peak = treeRss(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, treeRss(pid))), ms);
+  return () => (clearInterval(timer), (peak = Math.max(peak, treeRss(pid))), peak);
+}
+
+async function establishedOn(port) {
+  const { stdout } = await run('ss', ['-Htn', 'state', 'established', `( sport = :${port} )`]);
+  return stdout.split('\n').filter(Boolean).length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk
+function seconds(value, unit) {
+  return Number(value) * { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[unit];
+}
+async function wrk(url, { connections = CFG.connections, duration = CFG.duration, threads = 1, timeout = 10 } = {}) {
+  const { stdout } = await run(WRK, [`-t${threads}`, `-c${connections}`, `-d${duration}s`, `--timeout`, `${timeout}s`, '--latency', url], {
+    maxBuffer: 1 << 20,
+  });
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(stdout);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0),
+    requests: Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0),
+    p99ms: p99 ? seconds(p99[1], p99[2]) * 1000 : NaN,
+    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0),
+    socketErrors: socket ? socket.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
+    socketDetail: socket?.[0],
+  };
+}
+
+const median = (xs) => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Peers that are not Node: Apache mod_cgid, php-fpm.
+async function startApache(script) {
+  const modules = '/usr/lib/apache2/modules';
+  if (!APACHE || !existsSync(join(modules, 'mod_cgid.so'))) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-apache-'));
+  const cgiDir = join(dir, 'cgi');
+  mkdirSync(cgiDir);
+  copyFileSync(script, join(cgiDir, 'hello.cgi')); // Apache runs scripts as nobody: a copy it can reach
+  chmodSync(dir, 0o755);
+  chmodSync(join(cgiDir, 'hello.cgi'), 0o755);
+  const port = await freePort();
+  writeFileSync(
+    join(dir, 'httpd.conf'),
+    [
+      `ServerRoot ${dir}`,
+      `Listen 127.0.0.1:${port}`,
+      `LoadModule mpm_event_module ${modules}/mod_mpm_event.so`,
+      `LoadModule cgid_module ${modules}/mod_cgid.so`,
+      `LoadModule alias_module ${modules}/mod_alias.so`,
+      `LoadModule authz_core_module ${modules}/mod_authz_core.so`,
+      'User nobody',
+      'Group nogroup',
+      'ServerName localhost',
+      'MaxRequestWorkers 600',
+      'ServerLimit 24',
+      'ThreadsPerChild 25',
+      `PidFile ${dir}/httpd.pid`,
+      `ErrorLog ${dir}/error.log`,
+      `ScriptSock ${dir}/cgisock`,
+      `ScriptAlias /c/ ${cgiDir}/`,
+      `<Directory ${cgiDir}>`,
+      '  Require all granted',
+      '</Directory>',
+      '',
+    ].join('\n'),
+  );
+  const server = await startProcess('apache', APACHE, ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND']);
+  server.port = port;
+  server.base = `http://127.0.0.1:${port}`;
+  const ok = await waitFor(() => fetch(`${server.base}/c/hello.cgi`).then((r) => r.ok));
+  const stop = server.stop;
+  server.stop = async () => (await stop(), rmSync(dir, { recursive: true, force: true }));
+  if (!ok) {
+    await server.stop();
+    return undefined;
+  }
+  return server;
+}
+
+async function startPhpFpm(children = 4) {
+  if (!PHP_FPM) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-fpm-'));
+  const socketPath = join(dir, 'fpm.sock');
+  const config = join(dir, 'php-fpm.conf');
+  writeFileSync(
+    config,
+    [
+      '[global]',
+      `pid = ${join(dir, 'fpm.pid')}`,
+      `error_log = ${join(dir, 'fpm.log')}`,
+      'daemonize = no',
+      '[bench]',
+      `listen = ${socketPath}`,
+      'listen.mode = 0666',
+      'listen.backlog = 1024',
+      'pm = static',
+      `pm.max_children = ${children}`,
+      'clear_env = yes',
+      '',
+    ].join('\n'),
+  );
+  const server = await startProcess('php-fpm', PHP_FPM, ['-F', '-R', '-n', '-y', config], { env: { PATH: process.env.PATH } });
+  server.socketPath = socketPath;
+  const stop = server.stop;
+  server.stop = async () => (await stop(), rmSync(dir, { recursive: true, force: true }));
+  if (!(await waitFor(() => socketAccepts(socketPath)))) {
+    await server.stop();
+    return undefined;
+  }
+  return server;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions and machine
+function machine() {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? 'unknown';
+  return { cpus: cpus().length, model, memGiB: (totalmem() / 1024 ** 3).toFixed(1), kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim() };
+}
+const pkgVersion = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'not installed';
+  }
+};
+async function toolVersion(command, args, pattern) {
+  try {
+    const { stdout, stderr } = await run(command, args).catch((e) => e);
+    return (pattern.exec(`${stdout}${stderr}`)?.[1] ?? 'unknown').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+async function main() {
+  log(`mode: ${QUICK ? 'quick' : 'full'}`, CFG);
+  const cgiScript = join(here, 'fixtures/hello.cgi');
+  const docRoot = join(here, 'fixtures');
+  const notes = [];
+
+  // Peers and servers, all started up front (idle servers cost no CPU).
+  const upstream = await startServer('upstream', 'upstream.mjs');
+  const fpm = await startPhpFpm();
+  const apache = await startApache(cgiScript);
+  const S = {
+    mount: await startServer('nest-mount', 'nest-mount.mjs'),
+    express: await startServer('express-mount', 'express-mount.mjs'),
+    consumer: await startServer('nest-consumer', 'nest-consumer.mjs'),
+    callapp: await startServer('nest-callapp', 'nest-callapp.mjs'),
+    hono: await startServer('nest-hono', 'nest-hono.mjs'),
+    honoNode: await startServer('hono-node', 'hono-node.mjs'),
+    proxy: await startServer('nest-proxy', 'nest-proxy.mjs', [upstream.base]),
+    cgi: await startServer('nest-cgi', 'nest-cgi.mjs', [cgiScript]),
+    native: await startServer('nest-native', 'nest-native.mjs'),
+    streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
+    ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
+  };
+  if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
+  if (!NGINX) notes.push('nginx is not installed (/usr/sbin/nginx missing): the nginx proxy_pass (row 4), nginx + fcgiwrap (row 5) and nginx + php-fpm (row 6) references are skipped.');
+  if (!apache) notes.push('Apache with mod_cgid could not be started: the Apache reference of row 5 is skipped.');
+  if (!fpm) notes.push('php-fpm is not installed: row 6 is skipped.');
+
+  // Throughput targets. `who` is the process whose tree's RSS is measured.
+  const T = {
+    mount: { label: '`@MountGateway` of an Express app', url: `${S.mount.base}/x/hello`, who: S.mount },
+    express: { label: "Express `app.use('/x', sub)`", url: `${S.express.base}/x/hello`, who: S.express },
+    consumer: { label: 'Nest `MiddlewareConsumer` mounting the same app', url: `${S.consumer.base}/x/hello`, who: S.consumer },
+    callapp: { label: '`callApp` with capture, response returned', url: `${S.callapp.base}/y/hello`, who: S.callapp },
+    hono: { label: 'Hono via `@MountGateway(fetchApp)`', url: `${S.hono.base}/h/hello`, who: S.hono },
+    honoNode: { label: 'Hono on `@hono/node-server`', url: `${S.honoNode.base}/h/hello`, who: S.honoNode },
+    proxy: { label: '`proxyApp` to a Node upstream', url: `${S.proxy.base}/p/hello`, who: S.proxy },
+    upstream: { label: 'the Node upstream, direct (no proxy; context only)', url: `${upstream.base}/hello`, who: upstream },
+    cgi: { label: '`cgiApp` on a shell script', url: `${S.cgi.base}/c/hello.cgi`, who: S.cgi },
+    ...(apache ? { apache: { label: 'Apache 2.4 mod_cgid (event MPM), same script', url: `${apache.base}/c/hello.cgi`, who: apache } } : {}),
+    ...(fpm
+      ? {
+          fastcgi: { label: '`fastcgiApp` to php-fpm (4 static workers)', url: `${S.fastcgi.base}/f/hello.php`, who: S.fastcgi },
+          native: { label: 'Nest native controller, same text', url: `${S.native.base}/n/hello.php`, who: S.native },
+        }
+      : {}),
+  };
+  for (const [key, t] of Object.entries(T)) {
+    const r = await fetch(t.url);
+    const body = await r.text();
+    if (r.status !== 200 || body !== 'hello\n') throw new Error(`${key}: ${t.url} answered ${r.status} ${JSON.stringify(body)}`);
+    t.runs = [];
+    t.peakRss = 0;
+  }
+
+  // Warm-up, then interleaved rounds over every target.
+  const order = Object.keys(T);
+  for (const key of order) {
+    log(`warm-up ${key}`);
+    await wrk(T[key].url, { duration: CFG.warmup });
+  }
+  for (let round = 1; round <= CFG.rounds; round++) {
+    for (const key of order) {
+      const t = T[key];
+      const stopSampling = rssSampler(t.who.pid);
+      const result = await wrk(t.url);
+      t.peakRss = Math.max(t.peakRss, stopSampling());
+      t.runs.push(result);
+      log(`round ${round} ${key}: ${result.rps.toFixed(0)} req/s, p99 ${result.p99ms.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`);
+    }
+  }
+  for (const t of Object.values(T)) {
+    t.rps = median(t.runs.map((r) => r.rps));
+    t.p99 = median(t.runs.map((r) => r.p99ms));
+    t.errors = t.runs.reduce((n, r) => n + r.non2xx + r.socketErrors, 0);
+  }
+
+  // Comparisons: path, reference, goal (minimum ratio; null: context only).
+  const comparisons = [
+    { row: 1, path: 'mount', ref: 'express', goal: 0.95 },
+    { row: 1, path: 'mount', ref: 'consumer', goal: null },
+    { row: 2, path: 'callapp', ref: 'mount', goal: 0.9 },
+    { row: 3, path: 'hono', ref: 'honoNode', goal: 0.9 },
+    { row: 4, path: 'proxy', ref: HPM ? 'hpm' : null, refLabel: 'http-proxy-middleware 3 in Nest', goal: 1.5 },
+    { row: 4, path: 'proxy', ref: NGINX ? 'nginx-proxy' : null, refLabel: 'nginx proxy_pass', goal: 0.8 },
+    { row: 4, path: 'proxy', ref: 'upstream', goal: null },
+    { row: 5, path: 'cgi', ref: apache ? 'apache' : null, refLabel: 'Apache mod_cgid', goal: 1.0 },
+    { row: 5, path: 'cgi', ref: NGINX ? 'nginx-fcgiwrap' : null, refLabel: 'nginx + fcgiwrap', goal: null },
+    ...(fpm
+      ? [
+          { row: 6, path: 'fastcgi', ref: 'native', goal: 0.8 },
+          { row: 6, path: 'fastcgi', ref: NGINX ? 'nginx-fpm' : null, refLabel: 'nginx + php-fpm', goal: null },
+        ]
+      : []),
+  ];
+
+  // Row 7: big bodies through the mount and proxyApp; the gateway's RSS growth must stay small.
+  const streams = [];
+  for (const [key, server, path] of [
+    ['mount', S.streamMount, '/s/stream'],
+    ['proxy', S.proxy, '/p/stream'],
+  ]) {
+    const client = async (mib) => {
+      const c = await startProcess(`stream-client ${key}`, process.execPath, [join(here, 'stream-client.mjs'), `${server.base}${path}`, String(mib)]);
+      let out = '';
+      c.proc.stdout.on('data', (d) => (out += d));
+      const [code] = await once(c.proc, 'exit');
+      if (code !== 0) throw new Error(`stream client failed (${code}): ${c.output()}`);
+      return JSON.parse(out);
+    };
+    await client(16); // warm-up: what the first transfer allocates once is not buffering
+    const baseline = treeRss(server.pid);
+    const stopSampling = rssSampler(server.pid, 20);
+    log(`stream ${CFG.streamMiB} MiB through ${key}`);
+    const r = await client(CFG.streamMiB);
+    const growth = stopSampling() - baseline;
+    const hashesEqual = r.down.sha256 === r.expected.sha256 && r.up.sha256 === r.expected.sha256;
+    const ok = hashesEqual && r.downStatus === 200 && r.upStatus === 200 && r.down.bytes === CFG.streamMiB * MIB && growth < 64 * MIB;
+    streams.push({ key, ...r, growth, hashesEqual, ok });
+    log(`stream ${key}: down ${r.downSeconds.toFixed(1)} s, up ${r.upSeconds.toFixed(1)} s, RSS growth ${(growth / MIB).toFixed(1)} MiB, ${ok ? 'OK' : 'FAILED'}`);
+  }
+
+  // Row 8: 500 concurrent clients through each kind; then children and connections back to baseline.
+  const floods = [];
+  for (const key of ['mount', 'callapp', 'hono', 'proxy', 'cgi', ...(fpm ? ['fastcgi'] : [])]) {
+    const t = T[key];
+    const pid = t.who.pid;
+    const port = t.who.port;
+    const before = { children: tree(pid).length - 1, conns: await establishedOn(port), fds: fdCount(pid) };
+    const stopSampling = rssSampler(pid);
+    log(`flood ${key}: wrk -c${CFG.slowClients} ${CFG.floodSeconds}s`);
+    const w = await wrk(t.url, { connections: CFG.slowClients, duration: CFG.floodSeconds, threads: 2, timeout: 10 });
+    log(`flood ${key}: ${CFG.slowClients} slow clients`);
+    const slowProc = await startProcess(`slow-client ${key}`, process.execPath, [join(here, 'slow-client.mjs'), t.url, String(CFG.slowClients), String(CFG.slowSpreadMs)]);
+    let out = '';
+    slowProc.proc.stdout.on('data', (d) => (out += d));
+    await once(slowProc.proc, 'exit');
+    const slow = JSON.parse(out || '{"statuses":{},"errors":{"client crashed":1}}');
+    const peak = stopSampling();
+    let after;
+    const settled = await waitFor(async () => {
+      after = { children: tree(pid).length - 1, conns: await establishedOn(port), fds: fdCount(pid) };
+      return after.children <= before.children && after.conns <= before.conns;
+    }, 10_000);
+    const slowOk = Object.keys(slow.errors).length === 0 && Object.keys(slow.statuses).every((s) => s === '200');
+    const ok = w.non2xx === 0 && w.socketErrors === 0 && slowOk && settled;
+    floods.push({ key, label: t.label, wrk: w, slow, before, after, settled, peak, ok });
+    log(`flood ${key}: wrk ${w.requests} requests, non-2xx ${w.non2xx}, ${w.socketDetail ?? 'no socket errors'}; slow ${JSON.stringify(slow)}; children ${before.children}->${after.children}, conns ${before.conns}->${after.conns}, fds ${before.fds}->${after.fds}; ${ok ? 'OK' : 'FAILED'}`);
+  }
+
+  // Versions
+  const versions = {
+    node: process.version,
+    nest: pkgVersion('@nestjs/core'),
+    platformExpress: pkgVersion('@nestjs/platform-express'),
+    express: pkgVersion('express'),
+    undici: pkgVersion('undici'),
+    hono: pkgVersion('hono'),
+    honoNode: pkgVersion('@hono/node-server'),
+    gateway: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
+    wrk: await toolVersion(WRK, ['-v'], /^wrk (\S+)/m),
+    apache: apache ? await toolVersion(APACHE, ['-v'], /Server version: (.*)/) : 'not used',
+    phpFpm: fpm ? await toolVersion(PHP_FPM, ['-v'], /^(PHP \S+)/m) : 'not used',
+  };
+
+  writeFileSync(join(root, 'docs/benchmarks.md'), report({ T, comparisons, streams, floods, versions, notes }));
+  log('wrote docs/benchmarks.md');
+  const failed = comparisons.filter((c) => c.ref && T[c.ref] && c.goal && T[c.path].rps / T[c.ref].rps < c.goal);
+  for (const c of failed) log(`goal missed: row ${c.row} ${c.path} vs ${c.ref}: ${(T[c.path].rps / T[c.ref].rps).toFixed(2)}x < ${c.goal}x`);
+}
+
+// ---------------------------------------------------------------------------------------------
+function report({ T, comparisons, streams, floods, versions, notes }) {
+  const m = machine();
+  const mib = (n) => (n / MIB).toFixed(0);
+  const rps = (n) => (Number.isFinite(n) ? n.toFixed(0) : '–');
+  const ms = (n) => (Number.isFinite(n) ? n.toFixed(2) : '–');
+  const lines = [];
+  const L = (s = '') => lines.push(s);
+  L('# Benchmarks');
+  L();
+  L(`Generated by \`npm run bench${QUICK ? ':quick' : ''}\` (\`bench/run.mjs${QUICK ? ' --quick' : ''}\`) on ${new Date().toISOString()}. Do not edit by hand: run it again.`);
+  L();
+  L('## Machine and versions');
+  L();
+  L(`- Machine: ${m.cpus} CPUs (${m.model}), ${m.memGiB} GiB memory, Linux ${m.kernel}`);
+  L(`- Node ${versions.node}; @nestjs/core ${versions.nest} with @nestjs/platform-express ${versions.platformExpress} (Express ${versions.express}); undici ${versions.undici}; Hono ${versions.hono}, @hono/node-server ${versions.honoNode}; nest-gateway ${versions.gateway} (built \`dist/\`)`);
+  L(`- Load generator: wrk ${versions.wrk} (${WRK}); ${versions.apache}; ${versions.phpFpm} (php-fpm)`);
+  L();
+  L('## Method');
+  L();
+  L(`- Every server under test runs in a child process of its own (\`bench/servers/*.mjs\`), started once and kept for the whole run; wrk, the server and the reference never share a heap. The load generator shares the ${m.cpus} CPUs with the servers, so absolute numbers are modest; the ratios are what matter.`);
+  L(`- Same workload everywhere: \`GET\` of a short path answered with \`hello\\n\` (text/plain): the same Express sub-app for rows 1–2, the same Hono app for row 3, a plain Node \`http\` upstream for row 4, \`bench/fixtures/hello.cgi\` (\`/bin/sh\` printf) for row 5, \`bench/fixtures/hello.php\` for row 6.`);
+  L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Reported: the median over rounds of req/s and of p99 latency; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load.`);
+  L(`- Ratio = path req/s ÷ reference req/s, both from this run. Gateway apps use their default options (\`cgiApp\`: default spawner and concurrency; \`fastcgiApp\`: default pool) and \`GatewayModule.forRoot()\`.`);
+  L(`- Row 7 streams ${CFG.streamMiB} MiB down and ${CFG.streamMiB} MiB up through the gateway (client in a process of its own, sha256 checked on both ends) after a 16 MiB warm-up; RSS growth = peak sampled every 20 ms minus the RSS before the transfer.`);
+  L(`- Row 8: \`wrk -t2 -c${CFG.slowClients} -d${CFG.floodSeconds}s --timeout 10s\`, then ${CFG.slowClients} slow clients at once (each sends its request head in 8 pieces over ${CFG.slowSpreadMs} ms, \`Connection: close\`); afterwards the server's child processes and established connections on its port must return to where they were before (10 s allowed).`);
+  L();
+  L('## Throughput (rows 1–6)');
+  L();
+  L('| # | path | reference (same run) | path req/s | ref req/s | ratio | goal | met | path p99 ms | ref p99 ms | path peak RSS MiB | ref peak RSS MiB |');
+  L('|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|');
+  for (const c of comparisons) {
+    const p = T[c.path];
+    const r = c.ref ? T[c.ref] : undefined;
+    if (!r) {
+      L(`| ${c.row} | ${p.label} | ${c.refLabel} — **skipped** (see notes) | ${rps(p.rps)} | – | – | ${c.goal == null ? "–" : `≥ ${c.goal}x`} | n/a | ${ms(p.p99)} | – | ${mib(p.peakRss)} | – |`);
+      continue;
+    }
+    const ratio = p.rps / r.rps;
+    const met = c.goal == null ? 'context' : ratio >= c.goal ? 'met' : '**missed**';
+    L(`| ${c.row} | ${p.label} | ${r.label} | ${rps(p.rps)} | ${rps(r.rps)} | ${ratio.toFixed(2)}x | ${c.goal == null ? '–' : `≥ ${c.goal}x`} | ${met} | ${ms(p.p99)} | ${ms(r.p99)} | ${mib(p.peakRss)} | ${mib(r.peakRss)} |`);
+  }
+  L();
+  L('All measurements (req/s per round; errors = non-2xx + socket errors over all rounds):');
+  L();
+  L('| target | req/s per round | median req/s | median p99 ms | peak RSS MiB | errors |');
+  L('|---|---|---:|---:|---:|---:|');
+  for (const t of Object.values(T)) L(`| ${t.label} | ${t.runs.map((r) => r.rps.toFixed(0)).join(', ')} | ${rps(t.rps)} | ${ms(t.p99)} | ${mib(t.peakRss)} | ${t.errors} |`);
+  L();
+  L(`## Big bodies (row 7): ${CFG.streamMiB} MiB down and up, gateway RSS growth < 64 MiB`);
+  L();
+  L('| through | down | up | sha256 both ways | gateway RSS growth MiB | result |');
+  L('|---|---:|---:|---|---:|---|');
+  for (const s of streams) {
+    const rate = (secs) => `${secs.toFixed(1)} s (${(CFG.streamMiB / secs).toFixed(0)} MiB/s)`;
+    L(`| ${s.key === 'mount' ? '`@MountGateway` of a Node listener' : '`proxyApp` to a Node upstream'} | ${rate(s.downSeconds)} | ${rate(s.upSeconds)} | ${s.hashesEqual ? 'equal' : '**different**'} | ${(s.growth / MIB).toFixed(1)} | ${s.ok ? 'met' : '**missed**'} |`);
+  }
+  L();
+  L(`## ${CFG.slowClients} concurrent clients (row 8): 0 errors, no leaked sockets or children`);
+  L();
+  L('| kind | wrk requests | wrk non-2xx | wrk socket errors | slow clients: statuses / errors | children before → after | established conns before → after | fds before → after | peak RSS MiB | result |');
+  L('|---|---:|---:|---:|---|---|---|---|---:|---|');
+  for (const f of floods) {
+    L(`| ${f.label} | ${f.wrk.requests} | ${f.wrk.non2xx} | ${f.wrk.socketErrors} | ${JSON.stringify(f.slow.statuses)} / ${JSON.stringify(f.slow.errors)} | ${f.before.children} → ${f.after.children} | ${f.before.conns} → ${f.after.conns} | ${f.before.fds} → ${f.after.fds} | ${mib(f.peak)} | ${f.ok ? 'met' : '**missed**'} |`);
+  }
+  L();
+  L('## Notes');
+  L();
+  for (const n of notes) L(`- ${n}`);
+  L(`- ${QUICK ? 'Quick mode: 1 round of short runs, so treat the ratios as rough; `npm run bench` runs more and longer rounds.' : 'Full mode.'}`);
+  L('- fds after row 8 may stay above the baseline for `proxyApp` and `fastcgiApp`: their keep-alive pools to the upstream / php-fpm are kept on purpose; the check is on the server port and on child processes.');
+  L();
+  return lines.join('\n');
+}
+
+process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+async function cleanup() {
+  await Promise.all(started.map((p) => stopProcess(p).catch(() => undefined)));
+}
+try {
+  await main();
+} finally {
+  await cleanup();
+}
