@@ -240,9 +240,9 @@ export class GatewayService implements OnApplicationBootstrap {
     const untrusted = trustsProxy ? this.identityNames : this.untrustedNames;
     const cleaned = withoutHeaders(raw, untrusted);
     const changed = applyHeaderChanges(cleaned, options.headers, options.body);
-    const result = options.headers ? withoutHeaders(changed, this.identityNames) : [...changed];
-    if (remoteUser !== undefined) result.push(this.identityHeader, remoteUser);
-    return result;
+    const result = options.headers ? withoutHeaders(changed, this.identityNames) : changed;
+    // Unchanged headers stay the very same array: a mounted app then keeps the request's own.
+    return remoteUser === undefined ? result : [...result, this.identityHeader, remoteUser];
   }
 
   private withTimeout(

@@ -17,10 +17,13 @@ export function headerKey(name: string): string {
  * Removes every header whose name is in `names` from flat raw headers, whatever its letter
  * case, `_`/`-` spelling or number of copies.
  */
-export function withoutHeaders(raw: readonly string[], names: ReadonlySet<string>): string[] {
-  const result: string[] = [];
+export function withoutHeaders(raw: readonly string[], names: ReadonlySet<string>): readonly string[] {
+  let result: string[] | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (!names.has(headerKey(raw[i]))) result.push(raw[i], raw[i + 1]);
+    const drop = names.has(headerKey(raw[i]));
+    // Most requests carry none of them: the same array then, no copy.
+    if (drop && !result) result = raw.slice(0, i);
+    else if (!drop && result) result.push(raw[i], raw[i + 1]);
   }
-  return result;
+  return result ?? raw;
 }
