@@ -52,7 +52,6 @@ export interface ProxyAppOptions {
 }
 
 const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 // Failures where the upstream never saw the request, so another one may take it.
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -108,9 +107,10 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (exchange.signal.aborted) throw error;
-        // A pooled connection the upstream had already closed (uWSGI does so without saying):
-        // an idempotent request without body is sent once more, as RFC 9112 9.3.1 allows.
-        if (STALE.has(code) && !body && IDEMPOTENT.has(exchange.method) && !resent) {
+        // A pooled connection the upstream had already closed (uWSGI's --http-socket does so
+        // without saying): the request is sent once more, as browsers do, when the upstream
+        // sent nothing back and the whole body can be sent again (bodiless, or a small one).
+        if (STALE.has(code) && !resent && (!body || body.replayable)) {
           resent = true;
           tried.delete(upstream);
           continue;
