@@ -1,4 +1,5 @@
 import { ConcurrencyLimit } from '../cgi/concurrency-limit.js';
+import { LeastLoadedBalancer } from '../http/balancer.js';
 import {
   describeAddress,
   FastcgiConnectionError,
@@ -85,23 +86,24 @@ class FastcgiBackend {
 }
 
 /**
- * Responders of one app, balanced by least load (round robin among equals). A responder that
- * refuses connections is skipped for a few seconds while others take its requests.
+ * Responders of one app, balanced by least load. A responder that refuses connections is
+ * skipped for a few seconds while others take its requests.
  */
 export class FastcgiPool {
   private readonly backends: FastcgiBackend[];
-  private next = 0;
+  private readonly balancer: LeastLoadedBalancer<FastcgiBackend>;
 
   constructor(addresses: FastcgiAddress[], settings: FastcgiPoolSettings) {
     if (addresses.length === 0) throw new TypeError('fastcgiApp needs at least one address');
     this.backends = addresses.map((address) => new FastcgiBackend(address, settings));
+    this.balancer = new LeastLoadedBalancer(this.backends, (backend) => backend.load);
   }
 
   async lease(signal: AbortSignal, maxWait: number): Promise<FastcgiLease> {
     const tried = new Set<FastcgiBackend>();
     let lastError: unknown;
     while (tried.size < this.backends.length) {
-      const backend = this.pick(tried);
+      const backend = this.balancer.pick(tried)!;
       tried.add(backend);
       try {
         return await backend.lease(signal, maxWait);
@@ -118,17 +120,4 @@ export class FastcgiPool {
     for (const backend of this.backends) backend.close();
   }
 
-  private pick(exclude: ReadonlySet<FastcgiBackend>): FastcgiBackend {
-    const now = Date.now();
-    const candidates = this.backends.filter((b) => !exclude.has(b));
-    const up = candidates.filter((b) => b.downUntil <= now);
-    const pool = up.length > 0 ? up : candidates;
-    const start = this.next++ % this.backends.length;
-    let best: FastcgiBackend | undefined;
-    for (let i = 0; i < this.backends.length; i++) {
-      const backend = this.backends[(start + i) % this.backends.length];
-      if (pool.includes(backend) && (!best || backend.load < best.load)) best = backend;
-    }
-    return best!;
-  }
 }

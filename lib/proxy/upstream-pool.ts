@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { LeastLoadedBalancer } from '../http/balancer.js';
 
 /** One upstream server: an origin with its connection pool. */
 export interface Upstream {
@@ -66,30 +67,11 @@ function trimSlash(path: string): string {
   return path.replace(/\/+$/, '');
 }
 
-/** Least busy first (round robin among equals), skipping upstreams that recently refused. */
-export class UpstreamBalancer {
-  private next = 0;
-
+/** The upstreams of one app: least busy first, skipping those that recently refused. */
+export class UpstreamBalancer extends LeastLoadedBalancer<Upstream> {
   constructor(readonly upstreams: readonly Upstream[]) {
     if (upstreams.length === 0) throw new TypeError('proxyApp needs at least one upstream');
-  }
-
-  pick(exclude: ReadonlySet<Upstream> = new Set()): Upstream | undefined {
-    const now = Date.now();
-    const start = this.next++ % this.upstreams.length;
-    let best: Upstream | undefined;
-    let bestScore = Infinity;
-    for (let i = 0; i < this.upstreams.length; i++) {
-      const upstream = this.upstreams[(start + i) % this.upstreams.length];
-      if (exclude.has(upstream)) continue;
-      const stats = upstream.pool.stats;
-      const score = stats.running + stats.pending + (upstream.downUntil > now ? 1e9 : 0);
-      if (score < bestScore) {
-        best = upstream;
-        bestScore = score;
-      }
-    }
-    return best;
+    super(upstreams, (upstream) => upstream.pool.stats.running + upstream.pool.stats.pending);
   }
 
   async close(): Promise<void> {
