@@ -2,6 +2,7 @@ import { BadRequestException } from '@nestjs/common';
 import { posix } from 'node:path';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { hopByHopNames } from '../http/hop-by-hop.js';
+import { headerValue } from '../http/raw-headers.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 
 export const SERVER_SOFTWARE = 'nest-gateway';
@@ -138,11 +139,6 @@ function assignEnv(vars: Record<string, string>, env: GatewayEnv | undefined): v
     if (value === undefined) delete vars[name];
     else vars[name] = String(value);
   }
-}
-
-function headerValue(raw: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1];
-  return undefined;
 }
 
 function splitHost(host: string): { hostname: string } {

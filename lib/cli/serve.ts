@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { MountGateway } from '../decorators/mount-gateway.decorator.js';
 import { GatewayModule } from '../gateway.module.js';
 import { profiler } from '../profiler/profiler.js';
+import { validatePrefix } from '../embed/prefix-rewrite.js';
 import { loadTarget, TargetError } from './load-target.js';
 
 export const SERVE_HELP = `Usage: nest-gateway serve <target> [options]
@@ -56,8 +57,12 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <target>' : `one target only, got ${positionals.join(' ')}`);
   const port = Number(values.port ?? 3000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0 to 65535, got ${values.port}`);
-  const prefix = (values.prefix ?? '').replace(/\/+$/, '');
-  if (prefix && !/^(\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/.test(prefix)) throw new UsageError(`--prefix must be a path such as /app, got ${values.prefix}`);
+  let prefix: string;
+  try {
+    prefix = validatePrefix(values.prefix ?? '');
+  } catch {
+    throw new UsageError(`--prefix must be a path such as /app, got ${values.prefix}`);
+  }
   return { target: positionals[0], port, host: values.host ?? '127.0.0.1', prefix, profile: values.profile ?? false };
 }
 

@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { hopByHopNames } from '../http/hop-by-hop.js';
+import { headerValue } from '../http/raw-headers.js';
 import type { Upstream } from './upstream-pool.js';
 
 /**
@@ -96,9 +97,4 @@ function statusHead(response: IncomingMessage): string {
   }
   lines.push('Connection: close');
   return lines.join('\r\n') + '\r\n\r\n';
-}
-
-function headerValue(raw: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return raw[i + 1];
-  return undefined;
 }
