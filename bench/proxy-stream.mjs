@@ -5,44 +5,16 @@
 import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { createServer, request } from 'node:http';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GatewayModule, MountGateway, proxyApp } from '../dist/index.js';
+import { counter, MIB, source } from './servers/shared.mjs';
 
-const MIB = 1024 * 1024;
 const SIZE = Number(process.argv.at(-1)?.match(/^\d+$/) ? process.argv.at(-1) : 1024) * MIB;
 const LIMIT = 64 * MIB;
-const chunk = Buffer.alloc(64 * 1024, 'x');
-
-/** A source of `size` bytes that never holds more than one chunk. */
-function source(size) {
-  let sent = 0;
-  return new Readable({
-    read() {
-      if (sent >= size) return void this.push(null);
-      const n = Math.min(chunk.length, size - sent);
-      sent += n;
-      this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
-    },
-  });
-}
-
-function counter() {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const sink = new Writable({
-    write(data, _encoding, callback) {
-      bytes += data.length;
-      hash.update(data);
-      callback();
-    },
-  });
-  return { sink, result: () => ({ bytes, sha256: hash.digest('hex') }) };
-}
 
 const role = process.argv[2];
 
