@@ -645,6 +645,82 @@ describe('fastcgiApp: keep-alive pool (php-fpm behind a counting proxy)', () => 
 });
 
 // ---------------------------------------------------------------------------------------------
+// Responders with fewer workers than the pool has connections (a kept-alive connection holds
+// its worker; without care, requests on further connections wait in the listen backlog)
+// ---------------------------------------------------------------------------------------------
+
+describe('fastcgiApp: responders with fewer workers than maxConnections', () => {
+  let fpm: Peer;
+  let wrap: Peer;
+  let s: Started;
+  const apps: FcgiApp[] = [];
+
+  beforeAll(async () => {
+    fpm = await startPhpFpm(2);
+    wrap = await startFcgiwrap(1);
+    // Default pool (16 connections, keep-alive); a request stuck in the backlog would get a 504.
+    const php = fastcgiApp({ socketPath: fpm.socketPath }, { documentRoot: FIXTURES, headersTimeout: 5000 });
+    const shell = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: join(FIXTURES, 'env.sh'), headersTimeout: 5000 });
+    apps.push(php, shell);
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [mountClass('fpm2', php), mountClass('wrap1', shell)] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    for (const app of apps) app.close();
+    const workers = wrap ? await childrenOf(wrap.process.pid!) : [];
+    await wrap?.stop();
+    for (const pid of workers) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    await fpm?.stop();
+  });
+
+  const wave = (path: (n: number) => string, size: number) =>
+    Promise.all(
+      Array.from({ length: size }, async (_, n) => {
+        const res = await fetch(`${s.url}${path(n)}`);
+        return { n, status: res.status, text: await res.text() };
+      }),
+    );
+
+  it('serves 12 clients in a row each through php-fpm with 2 workers, and says what it learned', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, async (_, client) => {
+        const seen: Array<{ status: number; text: string; expected: string }> = [];
+        for (let i = 0; i < 4; i++) {
+          const res = await fetch(`${s.url}/fpm2/slow.php?ms=10&n=${client}-${i}`);
+          seen.push({ status: res.status, text: await res.text(), expected: `done ${client}-${i}` });
+        }
+        return seen;
+      }),
+    );
+    for (const r of results.flat()) expect(r).toEqual({ status: 200, text: r.expected, expected: r.expected });
+    expect(s.logger.lines.map((l) => l.message)).toContainEqual(expect.stringMatching(/serves 2 connection\(s\) at once/));
+  });
+
+  it('serves waves of concurrent requests through php-fpm with 2 workers', async () => {
+    for (let round = 0; round < 3; round++) {
+      const results = await wave((n) => `/fpm2/slow.php?ms=20&n=${round}-${n}`, 12);
+      expect(results.filter((r) => r.status !== 200)).toEqual([]);
+      for (const r of results) expect(r.text).toBe(`done ${round}-${r.n}`);
+    }
+  });
+
+  it('serves concurrent requests through fcgiwrap with a single worker', async () => {
+    for (let round = 0; round < 3; round++) {
+      const results = await wave((n) => `/wrap1/r${round}/${n}`, 4);
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      for (const r of results) expect(r.text).toContain(`PATH_INFO=/r${round}/${r.n}`);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // fcgiwrap running a shell CGI script
 // ---------------------------------------------------------------------------------------------
 

@@ -14,10 +14,20 @@ export class ConcurrencyLimit {
   private readonly queue: Waiter[] = [];
 
   constructor(
-    readonly max: number,
+    private _max: number,
     readonly maxQueue: number,
     private readonly what: string,
   ) {}
+
+  get max(): number {
+    return this._max;
+  }
+
+  /** Changes how many may hold a slot at once; raising it lets waiters in. */
+  resize(max: number): void {
+    this._max = Math.max(1, max);
+    while (this.active < this._max && this.queue.length > 0) this.queue[0].grant();
+  }
 
   get pending(): number {
     return this.queue.length;
@@ -29,7 +39,7 @@ export class ConcurrencyLimit {
 
   acquire(signal: AbortSignal, maxWait: number): Promise<() => void> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    if (this.active < this.max) {
+    if (this.active < this._max) {
       this.active++;
       return Promise.resolve(this.releaser());
     }
@@ -72,7 +82,7 @@ export class ConcurrencyLimit {
       if (released) return;
       released = true;
       this.active--;
-      this.queue[0]?.grant();
+      if (this.active < this._max) this.queue[0]?.grant();
     };
   }
 }

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import {
   decodeEndRequest,
   encodeBeginRequest,
+  encodeGetValues,
   encodeParams,
   encodeRecord,
   encodeStream,
@@ -93,6 +94,14 @@ export class FastcgiConnection {
   idleTimer: NodeJS.Timeout | undefined;
   /** Called when a request ended cleanly and the connection can serve another. */
   onFree: ((connection: FastcgiConnection) => void) | undefined;
+  /**
+   * Whether the responder ever sent a record here (the answer to the GET_VALUES probe that
+   * goes before the first request, or output). Until then the connection may still sit in the
+   * listen backlog: a responder's worker serves one connection at a time, and keeps it.
+   */
+  answered = false;
+  /** When the current (or last) request was sent. */
+  requestStartedAt = 0;
 
   constructor(readonly socket: Socket) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -108,6 +117,11 @@ export class FastcgiConnection {
     return !this.broken && !this.active && !this.socket.destroyed;
   }
 
+  /** Whether a request was sent here that nobody has started to answer yet. */
+  get waitingForAcceptance(): boolean {
+    return !this.answered && this.active !== undefined && !this.broken;
+  }
+
   /**
    * Starts a request: BEGIN_REQUEST, PARAMS, then STDIN streamed from `input` with backpressure
    * while STDOUT is read. STDERR goes to `onStderr`.
@@ -120,9 +134,15 @@ export class FastcgiConnection {
       else this.onFree?.(this);
     });
     this.active = active;
+    this.requestStartedAt = performance.now();
+    // One write for the whole head (and the end of an empty body): a responder wakes once.
+    this.socket.cork();
+    // On a connection no worker has answered yet, a probe tells when one takes it.
+    if (!this.answered) this.socket.write(encodeGetValues());
     this.socket.write(encodeBeginRequest(REQUEST_ID, keepConnection));
     for (const record of encodeParams(REQUEST_ID, params)) this.socket.write(record);
     active.sendInput(input);
+    this.socket.uncork();
     return active;
   }
 
@@ -140,6 +160,7 @@ export class FastcgiConnection {
       this.destroy();
       return;
     }
+    if (records.length > 0) this.answered = true;
     for (const record of records) {
       if (record.requestId !== REQUEST_ID || !this.active) continue;
       this.active.onRecord(record);

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { ConcurrencyLimit } from '../cgi/concurrency-limit.js';
 import { LeastLoadedBalancer } from '../http/balancer.js';
 import {
@@ -21,11 +22,31 @@ export interface FastcgiLease {
   release(): void;
 }
 
-/** One responder: at most `maxConnections` requests at once, idle connections kept for reuse. */
+/** After a learned ceiling, how long before one more connection is tried. */
+const REGROW_AFTER_MS = 5000;
+/** A request no worker took for this long, while another connection finished one, is starved. */
+const STARVED_AFTER_MS = 20;
+const logger = new Logger('Gateway');
+
+/**
+ * One responder: at most `maxConnections` requests at once, idle connections kept for reuse.
+ *
+ * A responder's worker (php-fpm child, fcgiwrap process) serves one kept-alive connection at a
+ * time and stays with it until it closes. More connections than workers would sit in the
+ * listen backlog with a request each, served only when another connection closes: under load,
+ * never. So a new connection's first request goes with a GET_VALUES probe, which a worker
+ * answers as soon as it takes the connection. When a connection finishes a request while
+ * another still waits for a worker (longer than the finished request, or a while), the finished
+ * connection is closed, which frees its worker for the waiting one, and the number of
+ * connections the responder does serve becomes the ceiling. Every few seconds under load, one
+ * more connection is tried in case the responder grew.
+ */
 class FastcgiBackend {
   readonly name: string;
   private readonly limit: ConcurrencyLimit;
   private readonly idle: FastcgiConnection[] = [];
+  private readonly open = new Set<FastcgiConnection>();
+  private ceilingSetAt = 0;
   /** Until when this backend is skipped after a failed connect. */
   downUntil = 0;
 
@@ -42,11 +63,17 @@ class FastcgiBackend {
     return (this.limit.running + this.limit.pending) / this.limit.max;
   }
 
+  /** How many requests run at once: `maxConnections`, or less once the responder showed fewer workers. */
+  get capacity(): number {
+    return this.limit.max;
+  }
+
   async lease(signal: AbortSignal, maxWait: number): Promise<FastcgiLease> {
+    this.maybeRegrow();
     const release = await this.limit.acquire(signal, maxWait);
     try {
-      const connection = this.takeIdle() ?? (await openConnection(this.address, this.settings.connectTimeout, signal));
-      connection.onFree = (free) => this.park(free);
+      const connection = this.takeIdle() ?? (await this.connectOrTakeFreed(signal));
+      connection.onFree = (free) => this.onFree(free);
       return { connection, release };
     } catch (error) {
       release();
@@ -61,6 +88,19 @@ class FastcgiBackend {
     }
   }
 
+  private async connectOrTakeFreed(signal: AbortSignal): Promise<FastcgiConnection> {
+    const connection = await openConnection(this.address, this.settings.connectTimeout, signal);
+    // A connection freed meanwhile is known to have a worker; the new one may have none yet.
+    const freed = this.takeIdle();
+    if (freed) {
+      connection.destroy();
+      return freed;
+    }
+    this.open.add(connection);
+    connection.socket.once('close', () => this.open.delete(connection));
+    return connection;
+  }
+
   private takeIdle(): FastcgiConnection | undefined {
     for (let connection = this.idle.pop(); connection; connection = this.idle.pop()) {
       clearTimeout(connection.idleTimer);
@@ -68,6 +108,43 @@ class FastcgiBackend {
       connection.destroy();
     }
     return undefined;
+  }
+
+  private onFree(connection: FastcgiConnection): void {
+    const waiting = [...this.open].filter((other) => other !== connection && other.waitingForAcceptance);
+    if (waiting.length === 0) return this.park(connection);
+    const now = performance.now();
+    const starved = waiting.some(
+      (other) => other.requestStartedAt < connection.requestStartedAt || now - other.requestStartedAt >= STARVED_AFTER_MS,
+    );
+    if (starved) {
+      // Every worker is busy with a connection of ours: their number is the responder's capacity.
+      const served = [...this.open].filter((other) => other.answered && !other.waitingForAcceptance).length;
+      connection.destroy();
+      this.lowerCeiling(served);
+    } else if (this.limit.pending === 0) {
+      // Parked, it would keep its worker idle while a request may need that worker.
+      connection.destroy();
+    } else {
+      this.park(connection);
+    }
+  }
+
+  private lowerCeiling(served: number): void {
+    this.ceilingSetAt = performance.now();
+    if (served >= this.limit.max) return;
+    this.limit.resize(served);
+    logger.log(
+      `FastCGI responder ${this.name} serves ${served} connection(s) at once; requests beyond wait in the gateway (maxConnections ${this.settings.maxConnections})`,
+    );
+  }
+
+  private maybeRegrow(): void {
+    const max = this.limit.max;
+    if (max >= this.settings.maxConnections || this.limit.running < max) return;
+    if (performance.now() - this.ceilingSetAt < REGROW_AFTER_MS) return;
+    this.ceilingSetAt = performance.now();
+    this.limit.resize(max + 1);
   }
 
   private park(connection: FastcgiConnection): void {
@@ -119,5 +196,4 @@ export class FastcgiPool {
   close(): void {
     for (const backend of this.backends) backend.close();
   }
-
 }

@@ -73,6 +73,15 @@ export function encodeParams(requestId: number, params: Record<string, string>):
   return [...encodeStream(RecordType.Params, requestId, Buffer.concat(parts)), encodeRecord(RecordType.Params, requestId)];
 }
 
+/**
+ * A GET_VALUES management record asking for FCGI_MPXS_CONNS. What matters is not the answer
+ * but that one comes: a responder answers as soon as a worker has taken the connection.
+ */
+export function encodeGetValues(): Buffer {
+  const name = Buffer.from('FCGI_MPXS_CONNS', 'latin1');
+  return encodeRecord(RecordType.GetValues, 0, Buffer.concat([encodeLength(name.length), encodeLength(0), name]));
+}
+
 function encodeLength(length: number): Buffer {
   if (length < 0x80) return Buffer.from([length]);
   const buf = Buffer.alloc(4);
