@@ -24,6 +24,7 @@ const WRK = '/usr/bin/wrk';
 const NGINX = ['/usr/sbin/nginx'].find((p) => existsSync(p));
 const APACHE = ['/usr/sbin/apache2', '/usr/sbin/httpd'].find((p) => existsSync(p));
 const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => existsSync(p));
+const FCGIWRAP = ['/usr/sbin/fcgiwrap'].find((p) => existsSync(p));
 const HPM = existsSync(join(root, 'node_modules/http-proxy-middleware/package.json'));
 const MIB = 1024 * 1024;
 const log = (...args) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0)}s]`, ...args);
@@ -266,6 +267,68 @@ async function startPhpFpm(children = 4) {
   return server;
 }
 
+/**
+ * nginx as a user would configure it in front of the same peers: proxy_pass with keep-alive
+ * connections to the Node upstream (/p/), fcgiwrap for the CGI script (/c/), php-fpm (/f/).
+ */
+async function startNginx({ upstream, fpm, cgiScript, docRoot }) {
+  if (!NGINX) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-nginx-'));
+  const fcgiwrapSocket = join(dir, 'fcgiwrap.sock');
+  const fcgiwrap = FCGIWRAP
+    ? await startProcess('fcgiwrap', FCGIWRAP, ['-c', String(CFG.connections), '-s', `unix:${fcgiwrapSocket}`])
+    : undefined;
+  if (fcgiwrap && !(await waitFor(() => socketAccepts(fcgiwrapSocket)))) throw new Error(`fcgiwrap did not start: ${fcgiwrap.output()}`);
+  const port = await freePort();
+  const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((name) => `  ${name}_temp_path ${dir}/${name};`);
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    [
+      'daemon off;',
+      'master_process on;',
+      'worker_processes auto;',
+      'user root;',
+      `pid ${dir}/nginx.pid;`,
+      `error_log ${dir}/error.log warn;`,
+      'events { worker_connections 4096; }',
+      'http {',
+      '  access_log off;',
+      ...temp,
+      `  upstream node { server 127.0.0.1:${upstream.port}; keepalive 64; }`,
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      '    location /p/ {',
+      '      proxy_pass http://node/;',
+      '      proxy_http_version 1.1;',
+      '      proxy_set_header Connection "";',
+      '      proxy_set_header Host $host;',
+      '      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+      '    }',
+      ...(fcgiwrap
+        ? ['    location /c/ {', '      include /etc/nginx/fastcgi_params;', `      fastcgi_param SCRIPT_FILENAME ${cgiScript};`, `      fastcgi_pass unix:${fcgiwrapSocket};`, '    }']
+        : []),
+      ...(fpm
+        ? ['    location ~ ^/f(/.+\\.php)$ {', '      include /etc/nginx/fastcgi_params;', `      fastcgi_param SCRIPT_FILENAME ${docRoot}$1;`, `      fastcgi_pass unix:${fpm.socketPath};`, '    }']
+        : []),
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const server = await startProcess('nginx', NGINX, ['-c', join(dir, 'nginx.conf'), '-p', dir]);
+  server.port = port;
+  server.base = `http://127.0.0.1:${port}`;
+  server.hasCgi = Boolean(fcgiwrap);
+  const stop = server.stop;
+  server.stop = async () => (await stop(), await fcgiwrap?.stop(), rmSync(dir, { recursive: true, force: true }));
+  if (!(await waitFor(() => fetch(`${server.base}/p/hello`).then((r) => r.ok)))) {
+    const log = readFileSync(join(dir, 'error.log'), 'utf8');
+    await server.stop();
+    throw new Error(`nginx did not start: ${server.output()} ${log}`);
+  }
+  return server;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Versions and machine
 function machine() {
@@ -300,6 +363,7 @@ async function main() {
   const upstream = await startServer('upstream', 'upstream.mjs');
   const fpm = await startPhpFpm();
   const apache = await startApache(cgiScript);
+  const nginx = await startNginx({ upstream, fpm, cgiScript, docRoot });
   const S = {
     mount: await startServer('nest-mount', 'nest-mount.mjs'),
     express: await startServer('express-mount', 'express-mount.mjs'),
@@ -308,6 +372,7 @@ async function main() {
     hono: await startServer('nest-hono', 'nest-hono.mjs'),
     honoNode: await startServer('hono-node', 'hono-node.mjs'),
     proxy: await startServer('nest-proxy', 'nest-proxy.mjs', [upstream.base]),
+    ...(HPM ? { hpm: await startServer('nest-hpm', 'nest-hpm.mjs', [upstream.base]) } : {}),
     cgi: await startServer('nest-cgi', 'nest-cgi.mjs', [cgiScript]),
     native: await startServer('nest-native', 'nest-native.mjs'),
     streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
@@ -327,13 +392,17 @@ async function main() {
     hono: { label: 'Hono via `@MountGateway(fetchApp)`', url: `${S.hono.base}/h/hello`, who: S.hono },
     honoNode: { label: 'Hono on `@hono/node-server`', url: `${S.honoNode.base}/h/hello`, who: S.honoNode },
     proxy: { label: '`proxyApp` to a Node upstream', url: `${S.proxy.base}/p/hello`, who: S.proxy },
+    ...(HPM ? { hpm: { label: 'http-proxy-middleware 3 in Nest (`MiddlewareConsumer`)', url: `${S.hpm.base}/p/hello`, who: S.hpm } } : {}),
+    ...(nginx ? { nginxProxy: { label: 'nginx proxy_pass (keep-alive upstream, `worker_processes auto`)', url: `${nginx.base}/p/hello`, who: nginx } } : {}),
     upstream: { label: 'the Node upstream, direct (no proxy; context only)', url: `${upstream.base}/hello`, who: upstream },
     cgi: { label: '`cgiApp` on a shell script', url: `${S.cgi.base}/c/hello.cgi`, who: S.cgi },
     ...(apache ? { apache: { label: 'Apache 2.4 mod_cgid (event MPM), same script', url: `${apache.base}/c/hello.cgi`, who: apache } } : {}),
+    ...(nginx?.hasCgi ? { nginxCgi: { label: `nginx + fcgiwrap (${CFG.connections} preforked), same script`, url: `${nginx.base}/c/hello.cgi`, who: nginx } } : {}),
     ...(fpm
       ? {
           fastcgi: { label: '`fastcgiApp` to php-fpm (4 static workers)', url: `${S.fastcgi.base}/f/hello.php`, who: S.fastcgi },
           native: { label: 'Nest native controller, same text', url: `${S.native.base}/n/hello.php`, who: S.native },
+          ...(nginx ? { nginxFpm: { label: 'nginx + the same php-fpm', url: `${nginx.base}/f/hello.php`, who: nginx } } : {}),
         }
       : {}),
   };
@@ -374,14 +443,14 @@ async function main() {
     { row: 2, path: 'callapp', ref: 'mount', goal: 0.9 },
     { row: 3, path: 'hono', ref: 'honoNode', goal: 0.9 },
     { row: 4, path: 'proxy', ref: HPM ? 'hpm' : null, refLabel: 'http-proxy-middleware 3 in Nest', goal: 1.5 },
-    { row: 4, path: 'proxy', ref: NGINX ? 'nginx-proxy' : null, refLabel: 'nginx proxy_pass', goal: 0.8 },
+    { row: 4, path: 'proxy', ref: nginx ? 'nginxProxy' : null, refLabel: 'nginx proxy_pass', goal: 0.8 },
     { row: 4, path: 'proxy', ref: 'upstream', goal: null },
     { row: 5, path: 'cgi', ref: apache ? 'apache' : null, refLabel: 'Apache mod_cgid', goal: 1.0 },
-    { row: 5, path: 'cgi', ref: NGINX ? 'nginx-fcgiwrap' : null, refLabel: 'nginx + fcgiwrap', goal: null },
+    { row: 5, path: 'cgi', ref: nginx?.hasCgi ? 'nginxCgi' : null, refLabel: 'nginx + fcgiwrap', goal: null },
     ...(fpm
       ? [
           { row: 6, path: 'fastcgi', ref: 'native', goal: 0.8 },
-          { row: 6, path: 'fastcgi', ref: NGINX ? 'nginx-fpm' : null, refLabel: 'nginx + php-fpm', goal: null },
+          { row: 6, path: 'fastcgi', ref: nginx ? 'nginxFpm' : null, refLabel: 'nginx + php-fpm', goal: null },
         ]
       : []),
   ];
@@ -453,6 +522,8 @@ async function main() {
     wrk: await toolVersion(WRK, ['-v'], /^wrk (\S+)/m),
     apache: apache ? await toolVersion(APACHE, ['-v'], /Server version: (.*)/) : 'not used',
     phpFpm: fpm ? await toolVersion(PHP_FPM, ['-v'], /^(PHP \S+)/m) : 'not used',
+    nginx: nginx ? await toolVersion(NGINX, ['-v'], /nginx version: (.*)/) : 'not used',
+    hpm: pkgVersion('http-proxy-middleware'),
   };
 
   writeFileSync(join(root, 'docs/benchmarks.md'), report({ T, comparisons, streams, floods, versions, notes }));
@@ -477,7 +548,7 @@ function report({ T, comparisons, streams, floods, versions, notes }) {
   L();
   L(`- Machine: ${m.cpus} CPUs (${m.model}), ${m.memGiB} GiB memory, Linux ${m.kernel}`);
   L(`- Node ${versions.node}; @nestjs/core ${versions.nest} with @nestjs/platform-express ${versions.platformExpress} (Express ${versions.express}); undici ${versions.undici}; Hono ${versions.hono}, @hono/node-server ${versions.honoNode}; nest-gateway ${versions.gateway} (built \`dist/\`)`);
-  L(`- Load generator: wrk ${versions.wrk} (${WRK}); ${versions.apache}; ${versions.phpFpm} (php-fpm)`);
+  L(`- Load generator: wrk ${versions.wrk} (${WRK}); ${versions.apache}; ${versions.phpFpm} (php-fpm); ${versions.nginx}; http-proxy-middleware ${versions.hpm}`);
   L();
   L('## Method');
   L();

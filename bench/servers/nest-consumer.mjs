@@ -5,6 +5,7 @@ import { serveNest } from './nest-shared.mjs';
 
 const sub = helloExpress();
 await serveNest({
+  gateway: false,
   configure(consumer) {
     consumer.apply(sub).forRoutes({ path: 'x/*path', method: RequestMethod.ALL });
   },

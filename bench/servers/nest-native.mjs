@@ -12,4 +12,4 @@ Controller()(Native);
 const descriptor = () => Object.getOwnPropertyDescriptor(Native.prototype, 'hello');
 Header('content-type', 'text/plain')(Native.prototype, 'hello', descriptor());
 Get('n/hello.php')(Native.prototype, 'hello', descriptor());
-await serveNest({ controllers: [Native] });
+await serveNest({ controllers: [Native], gateway: false });
