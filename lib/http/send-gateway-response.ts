@@ -1,6 +1,5 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { GatewayResponse } from './gateway-response.js';
 
 /**
@@ -25,9 +24,9 @@ export async function sendGatewayResponse(response: GatewayResponse, res: Server
     return;
   }
   const declared = response.headers.get('content-length');
+  const length = declared !== null && /^\d+$/.test(declared) && carriesBody(res) ? Number(declared) : undefined;
   try {
-    if (declared !== null && /^\d+$/.test(declared) && carriesBody(res)) await sendExactly(body, res, Number(declared));
-    else await pipeline(body, res);
+    await pump(body, res, length);
   } catch (error) {
     if (!(error instanceof BodyOverflowError)) res.destroy(error as Error);
     throw error;
@@ -43,38 +42,73 @@ export class BodyOverflowError extends Error {
 }
 
 /**
- * Sends exactly the Content-Length that the headers announce. The bytes of a longer body
- * would otherwise answer the next request on a keep-alive connection (bytes of the app's
- * choosing), so they are dropped and the body destroyed, after the announced bytes are
- * sent. A shorter body fails the send, which closes the connection instead of leaving the
- * client waiting for bytes that never come.
+ * Streams the body to the client with backpressure; resolves once the response is ended. A
+ * client that goes away destroys the body (the app sees its response closed); a body that
+ * breaks rejects. With a `length` (the Content-Length the headers announce) exactly that many
+ * bytes are sent: the bytes of a longer body would otherwise answer the next request on a
+ * keep-alive connection (bytes of the app's choosing), so they are dropped and the body
+ * destroyed; a shorter body rejects, which closes the connection instead of leaving the client
+ * waiting for bytes that never come. The announced last byte goes out with `end()`, in the same
+ * write as the head when the whole body arrives at once.
+ *
+ * Written by hand rather than with `stream.pipeline`: this runs for every response, and the
+ * pipeline allocates an AbortController and a DOMException each time.
  */
-async function sendExactly(body: Readable, res: ServerResponse, length: number): Promise<void> {
-  let sent = 0;
-  let overflow = false;
-  for await (const data of body) {
-    const chunk = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
-    const part = chunk.length > length - sent ? chunk.subarray(0, length - sent) : chunk;
-    sent += part.length;
-    if (part.length > 0 && !res.write(part)) await drained(res);
-    if (res.destroyed) throw Object.assign(new Error('Client went away'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
-    if (part !== chunk) {
-      overflow = true;
-      break; // destroys the body: the app is told nobody reads it any more
-    }
-  }
-  if (sent < length) throw new Error(`Body ended after ${sent} of its ${length}-byte Content-Length`);
-  res.end();
-  if (overflow) throw new BodyOverflowError(length);
-}
-
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done).off('close', done);
-      resolve();
+function pump(body: Readable, res: ServerResponse, length: number | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let sent = 0;
+    let done = false;
+    const finish = (error?: Error) => {
+      if (done) return;
+      done = true;
+      body.off('data', onData).off('end', onEnd).off('error', onError).off('close', onBodyClose);
+      res.off('drain', onDrain).off('close', onClientClose);
+      if (error) reject(error);
+      else resolve();
     };
-    res.on('drain', done).on('close', done);
+    const onData = (data: Buffer | string) => {
+      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+      if (length === undefined) {
+        if (!res.write(chunk)) body.pause();
+        return;
+      }
+      const room = length - sent;
+      if (chunk.length < room) {
+        sent += chunk.length;
+        if (!res.write(chunk)) body.pause();
+        return;
+      }
+      // The announced length is reached: end now; anything after it is an overflow.
+      sent = length;
+      res.end(chunk.length === room ? chunk : chunk.subarray(0, room));
+      if (chunk.length > room) return overflow();
+      body.off('data', onData).on('data', overflow);
+    };
+    const overflow = () => {
+      body.off('data', overflow);
+      finish(new BodyOverflowError(length!));
+      body.destroy(); // the app is told nobody reads it any more
+    };
+    const onEnd = () => {
+      if (length !== undefined && sent < length) {
+        return finish(new Error(`Body ended after ${sent} of its ${length}-byte Content-Length`));
+      }
+      if (!res.writableEnded) res.end();
+      finish();
+    };
+    const onError = (error: Error) => finish(error);
+    const onBodyClose = () => {
+      if (!body.readableEnded) finish(Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    };
+    const onDrain = () => body.resume();
+    const onClientClose = () => {
+      if (res.writableFinished) return;
+      finish(Object.assign(new Error('Client went away'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      body.destroy();
+    };
+    body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onBodyClose);
+    res.on('drain', onDrain).once('close', onClientClose);
+    if (body.readableEnded) onEnd();
   });
 }
 
