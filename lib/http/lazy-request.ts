@@ -45,12 +45,16 @@ function requestHeaders(source: RequestSource): Headers {
 
 /**
  * Stands in for a Request (`instanceof Request` holds) until something needs a real one; from
- * then on, the real one answers everything, so the app sees one consistent request.
+ * then on, the real one answers everything, so the app sees one consistent request. Reading
+ * the whole body (`text()`, `json()`, `arrayBuffer()`, `bytes()`) takes the Node stream
+ * directly, without a web stream in between.
  */
 class LazyRequest {
   readonly #source: RequestSource;
   #headers: Headers | undefined;
   #real: Request | undefined;
+  /** The body was read directly: a real Request built later must show it used. */
+  #bodyTaken = false;
 
   constructor(source: RequestSource) {
     this.#source = source;
@@ -58,7 +62,14 @@ class LazyRequest {
 
   /** The real Request, built on first need from what the app has seen so far. */
   static materialise(lazy: LazyRequest): Request {
-    return (lazy.#real ??= realRequest(lazy.#source, lazy.headers));
+    if (!lazy.#real) {
+      if (lazy.#bodyTaken) {
+        lazy.#real = realRequest({ ...lazy.#source, body: Readable.from([]) }, lazy.headers);
+        // Disturbs the empty stream at once: the real Request is as used as this one.
+        void lazy.#real.arrayBuffer();
+      } else lazy.#real = realRequest(lazy.#source, lazy.headers);
+    }
+    return lazy.#real;
   }
 
   get method(): string {
@@ -84,8 +95,78 @@ class LazyRequest {
   }
 
   get bodyUsed(): boolean {
-    return this.#real ? this.#real.bodyUsed : false;
+    return this.#real ? this.#real.bodyUsed : this.#bodyTaken;
   }
+
+  text(): Promise<string> {
+    const body = this.#takeBody();
+    return body ? body.then(utf8) : LazyRequest.materialise(this).text();
+  }
+
+  json(): Promise<unknown> {
+    const body = this.#takeBody();
+    return body ? body.then((bytes) => JSON.parse(utf8(bytes)) as unknown) : LazyRequest.materialise(this).json();
+  }
+
+  arrayBuffer(): Promise<ArrayBuffer> {
+    const body = this.#takeBody();
+    return body ? body.then((bytes) => bytes.buffer as ArrayBuffer) : LazyRequest.materialise(this).arrayBuffer();
+  }
+
+  bytes(): Promise<Uint8Array> {
+    return this.#takeBody() ?? (LazyRequest.materialise(this) as Request & { bytes(): Promise<Uint8Array> }).bytes();
+  }
+
+  /** The whole body read from the Node stream; undefined when the real Request must answer. */
+  #takeBody(): Promise<Uint8Array> | undefined {
+    const body = this.#source.body;
+    if (this.#real || this.#bodyTaken || !body) return undefined;
+    this.#bodyTaken = true;
+    return readAll(body);
+  }
+}
+
+/** Every byte of `stream` in an ArrayBuffer of its own; rejects if the stream fails or is cut off. */
+function readAll(stream: Readable): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (chunk: Buffer | string) => {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      chunks.push(bytes);
+      length += bytes.length;
+    };
+    const onEnd = () => {
+      cleanup();
+      const bytes = new Uint8Array(length);
+      let offset = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset);
+        offset += chunk.length;
+      }
+      resolve(bytes);
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = () => onError(new TypeError('The request body was cut off'));
+    const cleanup = () => {
+      stream.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+    };
+    if (stream.destroyed) {
+      onClose();
+      return;
+    }
+    stream.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
+}
+
+const decoder = new TextDecoder();
+
+/** UTF-8 as the fetch spec decodes a body: a leading BOM dropped, invalid bytes replaced. */
+function utf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
 }
 
 /**
@@ -117,6 +198,8 @@ function forwardToRealRequest(): void {
       });
     }
   }
+  // `request.constructor === Request`, as for a real one.
+  Object.defineProperty(prototype, 'constructor', { configurable: true, writable: true, value: Request });
   Object.setPrototypeOf(prototype, Request.prototype);
 }
 
