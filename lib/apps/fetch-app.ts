@@ -1,6 +1,8 @@
-import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
 import { GatewayResponse } from '../http/gateway-response.js';
-import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
+import { createRequest } from '../http/lazy-request.js';
+import { sendGatewayResponse } from '../http/send-gateway-response.js';
+import { concatChunks, readAhead, readableFrom, type BodyStart } from '../http/web-body.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
@@ -12,42 +14,105 @@ export type FetchHandler = {
 /** Wraps a fetch handler (or an object with `.fetch`, such as a Hono app) as a gateway app. */
 export function fetchApp(handler: FetchHandler | { fetch: FetchHandler }): GatewayApp {
   const fetch = typeof handler === 'function' ? handler : handler.fetch.bind(handler);
+  const respond = (exchange: GatewayExchange) => fetch(toRequest(exchange), envOf(exchange));
   return brand<GatewayApp>({
     kind: 'fetch',
-    call: async (exchange) => {
-      const env = exchange.remoteUser === undefined ? exchange.env : { ...exchange.env, REMOTE_USER: exchange.remoteUser };
-      return toGatewayResponse(await fetch(toRequest(exchange), env), exchange);
-    },
+    call: async (exchange) => toGatewayResponse(await respond(exchange), exchange),
+    serve: async (exchange, res) => serveResponse(await respond(exchange), exchange, res),
   });
+}
+
+function envOf(exchange: GatewayExchange): GatewayEnv {
+  return exchange.remoteUser === undefined ? exchange.env : { ...exchange.env, REMOTE_USER: exchange.remoteUser };
 }
 
 /** The Request the app would get at the root of its own server: absolute URL, streamed body. */
 function toRequest(exchange: GatewayExchange): Request {
-  const headers = new Headers();
-  const raw = exchange.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    if (!HOP_BY_HOP_HEADERS.has(name)) headers.append(name, raw[i + 1]);
-  }
-  const body = exchange.method === 'GET' || exchange.method === 'HEAD' ? null : exchange.body();
-  const url = `${exchange.protocol}://${exchange.host}${exchange.pathInfo || '/'}${exchange.search}`;
-  return new Request(url, {
+  return createRequest({
+    url: `${exchange.protocol}://${exchange.host}${exchange.pathInfo || '/'}${exchange.search}`,
     method: exchange.method,
-    headers,
-    body: body ? (Readable.toWeb(body) as ReadableStream<Uint8Array>) : null,
+    rawHeaders: exchange.rawHeaders,
+    body: exchange.method === 'GET' || exchange.method === 'HEAD' ? null : exchange.body(),
     signal: exchange.signal,
-    duplex: 'half',
-  } as RequestInit);
+  });
 }
 
-function toGatewayResponse(response: Response, exchange: GatewayExchange): GatewayResponse {
-  let body: Readable | null = null;
-  if (response.body && exchange.method !== 'HEAD') {
-    body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  } else {
-    void response.body?.cancel().catch(() => undefined);
-  }
+/** For callers that may change the response: headers of their own, a lazy Node body. */
+async function toGatewayResponse(response: Response, exchange: GatewayExchange): Promise<GatewayResponse> {
+  const body = await bodyOf(response, exchange);
+  // A copy: the Response's own headers may be immutable (Response.redirect, fetch results).
   const headers = new Headers();
   for (const [name, value] of response.headers) headers.append(name, value);
-  return new GatewayResponse({ status: response.status, statusText: response.statusText, headers, body });
+  const complete = body ? concatChunksIfComplete(body) : undefined;
+  return new GatewayResponse({
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+    body: complete ?? (body ? readableFrom(body) : null),
+  });
+}
+
+/**
+ * Mounts answer on the client's response directly: no body, or a body that was complete at
+ * once, goes out in a single write (Node adds the Content-Length); anything else is streamed
+ * as a returned GatewayResponse would be.
+ */
+async function serveResponse(response: Response, exchange: GatewayExchange, res: ServerResponse): Promise<void> {
+  const body = await bodyOf(response, exchange);
+  const complete = body ? concatChunksIfComplete(body) : undefined;
+  if ((!body || complete) && canSendAtOnce(response.headers, complete, res)) {
+    writeHead(response, res);
+    res.end(complete);
+    return;
+  }
+  const gatewayResponse = new GatewayResponse({
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+    body: complete ?? (body ? readableFrom(body) : null),
+  });
+  await sendGatewayResponse(gatewayResponse, res).catch((error: NodeJS.ErrnoException) => {
+    // As for a returned GatewayResponse: a client that goes away is routine.
+    if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+      exchange.logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
+    }
+  });
+}
+
+/** The start of the body, or null for none (HEAD sends none whatever the app gave). */
+async function bodyOf(response: Response, exchange: GatewayExchange): Promise<BodyStart | null> {
+  if (!response.body) return null;
+  if (exchange.method === 'HEAD') {
+    void response.body.cancel().catch(() => undefined);
+    return null;
+  }
+  return readAhead(response.body);
+}
+
+function concatChunksIfComplete(body: BodyStart): Buffer | undefined {
+  return body.complete ? concatChunks(body.chunks) : undefined;
+}
+
+/**
+ * Whether the body can go out with plain `res.end()`: what sendGatewayResponse would do too,
+ * minus the checks that only a mismatched Content-Length, or a response already started,
+ * needs (those keep the general path).
+ */
+function canSendAtOnce(headers: Headers, body: Buffer | undefined, res: ServerResponse): boolean {
+  if (res.headersSent) return false;
+  if (!body) return true;
+  const declared = headers.get('content-length');
+  return declared === null || declared === String(body.length);
+}
+
+/** Status, reason phrase and every header (each Set-Cookie on its own), as sendGatewayResponse sets them. */
+function writeHead(response: Response, res: ServerResponse): void {
+  res.statusCode = response.status;
+  res.statusMessage = response.statusText;
+  let cookies = false;
+  for (const [name, value] of response.headers) {
+    if (name === 'set-cookie') cookies = true;
+    else res.setHeader(name, value);
+  }
+  if (cookies) res.setHeader('set-cookie', response.headers.getSetCookie());
 }

@@ -1,0 +1,129 @@
+import { Readable } from 'node:stream';
+
+type Reader = ReadableStreamDefaultReader<unknown>;
+type ReadResult = ReadableStreamReadResult<unknown>;
+
+/** What could be read of a web body without waiting for its producer. */
+export interface BodyStart {
+  readonly reader: Reader;
+  /** Chunks already read, in order. */
+  readonly chunks: unknown[];
+  /** The whole body is in `chunks`. */
+  readonly complete: boolean;
+  /** A read that has not settled yet (or that failed): the next thing to take from the reader. */
+  readonly pending: Promise<ReadResult> | undefined;
+}
+
+/** Most bodies that are already in memory (a string, JSON, bytes) are in one or two chunks. */
+const READ_AHEAD_CHUNKS = 8;
+const READ_AHEAD_BYTES = 64 * 1024;
+/**
+ * How many microtask turns a read may take and still count as ready. A body that is in memory
+ * (undici's string, bytes and Blob bodies, a stream whose chunks were enqueued up front) settles
+ * each read within two turns; a body that waits for I/O or a timer takes a macrotask at least.
+ */
+const READY_TURNS = 6;
+
+/**
+ * Reads what is ready of `stream` without ever waiting for its producer, at most a few
+ * chunks and 64 KiB: a small response that is already complete can then be sent in one write,
+ * while a slow or endless one is streamed from where this stopped.
+ */
+export async function readAhead(stream: ReadableStream<unknown>): Promise<BodyStart> {
+  const reader = stream.getReader();
+  const chunks: unknown[] = [];
+  let bytes = 0;
+  while (chunks.length < READ_AHEAD_CHUNKS && bytes <= READ_AHEAD_BYTES) {
+    const read = reader.read();
+    const result = await settledSoon(read);
+    if (result === undefined || result === FAILED) return { reader, chunks, complete: false, pending: read };
+    if (result.done) return { reader, chunks, complete: true, pending: undefined };
+    chunks.push(result.value);
+    bytes += byteLength(result.value);
+  }
+  return { reader, chunks, complete: false, pending: undefined };
+}
+
+const FAILED: unique symbol = Symbol('failed');
+
+/** The read's result if it settles within READY_TURNS microtask turns; FAILED if it rejects. */
+function settledSoon(read: Promise<ReadResult>): Promise<ReadResult | typeof FAILED | undefined> {
+  let later: Promise<undefined> = Promise.resolve(undefined);
+  for (let turn = 1; turn < READY_TURNS; turn++) later = later.then(() => undefined);
+  return Promise.race([read.catch((): typeof FAILED => FAILED), later]);
+}
+
+function byteLength(chunk: unknown): number {
+  if (typeof chunk === 'string') return chunk.length;
+  return chunk instanceof Uint8Array ? chunk.byteLength : 0;
+}
+
+/** One Buffer of a complete body, or undefined if a chunk is not bytes (the stream path then reports it). */
+export function concatChunks(chunks: readonly unknown[]): Buffer | undefined {
+  const buffers: Buffer[] = [];
+  for (const chunk of chunks) {
+    if (!(chunk instanceof Uint8Array)) return undefined;
+    buffers.push(asBuffer(chunk));
+  }
+  return buffers.length === 1 ? buffers[0] : Buffer.concat(buffers);
+}
+
+function asBuffer(chunk: Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+/**
+ * A Node stream of the rest of a web body: the chunks already read, then the reader's, one
+ * read per Node read (so the producer is held back by backpressure). Destroying it cancels
+ * the web stream, as Readable.fromWeb does, without that adapter's per-stream cost.
+ */
+export function readableFrom(start: BodyStart): Readable {
+  const { reader } = start;
+  const queued = [...start.chunks];
+  let pending = start.pending;
+  let finished = false;
+  return new Readable({
+    read() {
+      if (queued.length > 0) {
+        pushChunks(this, queued.splice(0));
+        return;
+      }
+      const read = pending ?? reader.read();
+      pending = undefined;
+      read.then(
+        (result) => {
+          if (result.done) {
+            finished = true;
+            this.push(null);
+          } else pushChunks(this, [result.value]);
+        },
+        (error: unknown) => {
+          finished = true;
+          this.destroy(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    },
+    destroy(error, callback) {
+      if (finished) {
+        callback(error);
+        return;
+      }
+      finished = true;
+      reader.cancel(error ?? undefined).then(
+        () => callback(error),
+        () => callback(error),
+      );
+    },
+  });
+}
+
+function pushChunks(stream: Readable, chunks: unknown[]): void {
+  try {
+    for (const chunk of chunks) {
+      if (chunk instanceof Uint8Array) stream.push(asBuffer(chunk));
+      else stream.push(chunk);
+    }
+  } catch (error) {
+    stream.destroy(error as Error);
+  }
+}
