@@ -10,6 +10,7 @@ const hono = new Hono();
 hono.all('*', (c) => c.text(HELLO));
 const listener = getRequestListener(hono.fetch);
 await serveNest({
+  gateway: false,
   configure(consumer) {
     consumer.apply(listener).forRoutes({ path: 'h/*path', method: RequestMethod.ALL });
   },
