@@ -368,6 +368,7 @@ async function main() {
     mount: await startServer('nest-mount', 'nest-mount.mjs'),
     express: await startServer('express-mount', 'express-mount.mjs'),
     consumer: await startServer('nest-consumer', 'nest-consumer.mjs'),
+    floor: await startServer('nest-floor', 'nest-floor.mjs'),
     callapp: await startServer('nest-callapp', 'nest-callapp.mjs'),
     hono: await startServer('nest-hono', 'nest-hono.mjs'),
     honoNode: await startServer('hono-node', 'hono-node.mjs'),
@@ -389,6 +390,7 @@ async function main() {
     mount: { label: '`@MountGateway` of an Express app', url: `${S.mount.base}/x/hello`, who: S.mount },
     express: { label: "Express `app.use('/x', sub)`", url: `${S.express.base}/x/hello`, who: S.express },
     consumer: { label: 'Nest `MiddlewareConsumer` mounting the same app', url: `${S.consumer.base}/x/hello`, who: S.consumer },
+    floor: { label: 'a Nest controller calling the same app by hand (`@Res()`, no gateway; context only)', url: `${S.floor.base}/x/hello`, who: S.floor },
     callapp: { label: '`callApp` with capture, response returned', url: `${S.callapp.base}/y/hello`, who: S.callapp },
     hono: { label: 'Hono via `@MountGateway(fetchApp)`', url: `${S.hono.base}/h/hello`, who: S.hono },
     honoConsumer: { label: "Hono on `@hono/node-server`'s listener, mounted in Nest (`MiddlewareConsumer`)", url: `${S.honoConsumer.base}/h/hello`, who: S.honoConsumer },
@@ -442,6 +444,7 @@ async function main() {
   const comparisons = [
     { row: 1, path: 'mount', ref: 'express', goal: 0.95 },
     { row: 1, path: 'mount', ref: 'consumer', goal: null },
+    { row: 1, path: 'mount', ref: 'floor', goal: null },
     { row: 2, path: 'callapp', ref: 'mount', goal: 0.9 },
     { row: 3, path: 'hono', ref: 'honoConsumer', goal: 0.9 },
     { row: 3, path: 'hono', ref: 'honoNode', goal: null },
