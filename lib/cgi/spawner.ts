@@ -53,10 +53,16 @@ export const directSpawner: CgiSpawner = {
  * (ESRCH): nothing of the request is left running.
  */
 export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
+  // The group is usually gone already (ESRCH, once per request): an error without a stack
+  // trace costs a fraction of one with it.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   try {
     process.kill(-pid, signal);
     return true;
   } catch {
     return false;
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
   }
 }
