@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -186,15 +186,19 @@ const median = (xs) => {
 
 // ---------------------------------------------------------------------------------------------
 // Peers that are not Node: Apache mod_cgid, php-fpm.
-async function startApache(script) {
+async function startApache(scripts) {
   const modules = '/usr/lib/apache2/modules';
   if (!APACHE || !existsSync(join(modules, 'mod_cgid.so'))) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'bench-apache-'));
   const cgiDir = join(dir, 'cgi');
   mkdirSync(cgiDir);
-  copyFileSync(script, join(cgiDir, 'hello.cgi')); // Apache runs scripts as nobody: a copy it can reach
   chmodSync(dir, 0o755);
-  chmodSync(join(cgiDir, 'hello.cgi'), 0o755);
+  for (const script of scripts) {
+    // Apache runs scripts as nobody: a copy it can reach.
+    const copy = join(cgiDir, basename(script));
+    copyFileSync(script, copy);
+    chmodSync(copy, 0o755);
+  }
   const port = await freePort();
   writeFileSync(
     join(dir, 'httpd.conf'),
@@ -362,7 +366,8 @@ async function main() {
   // Peers and servers, all started up front (idle servers cost no CPU).
   const upstream = await startServer('upstream', 'upstream.mjs');
   const fpm = await startPhpFpm();
-  const apache = await startApache(cgiScript);
+  const streamScript = join(here, 'fixtures/stream.cgi');
+  const apache = await startApache([cgiScript, streamScript]);
   const nginx = await startNginx({ upstream, fpm, cgiScript, docRoot });
   const S = {
     mount: await startServer('nest-mount', 'nest-mount.mjs'),
@@ -375,9 +380,10 @@ async function main() {
     honoConsumer: await startServer('nest-hono-consumer', 'nest-hono-consumer.mjs'),
     proxy: await startServer('nest-proxy', 'nest-proxy.mjs', [upstream.base]),
     ...(HPM ? { hpm: await startServer('nest-hpm', 'nest-hpm.mjs', [upstream.base]) } : {}),
-    cgi: await startServer('nest-cgi', 'nest-cgi.mjs', [cgiScript]),
+    cgi: await startServer('nest-cgi', 'nest-cgi.mjs', [cgiScript, streamScript]),
     native: await startServer('nest-native', 'nest-native.mjs'),
     streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
+    streamCallapp: await startServer('nest-stream-callapp', 'nest-stream-callapp.mjs'),
     ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
   };
   if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
@@ -461,14 +467,20 @@ async function main() {
       : []),
   ];
 
-  // Row 7: big bodies through the mount and proxyApp; the gateway's RSS growth must stay small.
+  // Row 7: big bodies through each kind, beside the same transfer without the gateway; the
+  // gateway's own RSS growth must stay small.
+  const streamTargets = [
+    { key: 'direct', label: 'the Node listener, direct (no Nest)', url: `${upstream.base}/stream`, who: upstream },
+    { key: 'mount', label: '`@MountGateway` of the same Node listener', url: `${S.streamMount.base}/s/stream`, who: S.streamMount, ref: 'direct' },
+    { key: 'callapp', label: '`callApp` of the same Node listener, response returned', url: `${S.streamCallapp.base}/s/stream`, who: S.streamCallapp, ref: 'direct' },
+    { key: 'proxy', label: '`proxyApp` to the same Node listener (upstream process)', url: `${S.proxy.base}/p/stream`, who: S.proxy, ref: 'direct' },
+    ...(apache ? [{ key: 'apacheCgi', label: 'Apache mod_cgid running `bench/fixtures/stream.cgi`', url: `${apache.base}/c/stream.cgi`, who: apache }] : []),
+    { key: 'cgi', label: '`cgiApp` running the same script', url: `${S.cgi.base}/cs/stream.cgi`, who: S.cgi, ref: apache ? 'apacheCgi' : undefined },
+  ];
   const streams = [];
-  for (const [key, server, path] of [
-    ['mount', S.streamMount, '/s/stream'],
-    ['proxy', S.proxy, '/p/stream'],
-  ]) {
+  for (const target of streamTargets) {
     const client = async (mib) => {
-      const c = await startProcess(`stream-client ${key}`, process.execPath, [join(here, 'stream-client.mjs'), `${server.base}${path}`, String(mib)]);
+      const c = await startProcess(`stream-client ${target.key}`, process.execPath, [join(here, 'stream-client.mjs'), target.url, String(mib)]);
       let out = '';
       c.proc.stdout.on('data', (d) => (out += d));
       const [code] = await once(c.proc, 'exit');
@@ -476,15 +488,21 @@ async function main() {
       return JSON.parse(out);
     };
     await client(16); // warm-up: what the first transfer allocates once is not buffering
-    const baseline = treeRss(server.pid);
-    const stopSampling = rssSampler(server.pid, 20);
-    log(`stream ${CFG.streamMiB} MiB through ${key}`);
+    // The gateway process alone: a CGI script's own memory is not the gateway buffering.
+    const baseline = statusField(target.who.pid, 'VmRSS');
+    let peak = baseline;
+    const timer = setInterval(() => (peak = Math.max(peak, statusField(target.who.pid, 'VmRSS'))), 20);
+    log(`stream ${CFG.streamMiB} MiB through ${target.key}`);
     const r = await client(CFG.streamMiB);
-    const growth = stopSampling() - baseline;
+    clearInterval(timer);
+    const growth = Math.max(peak, statusField(target.who.pid, 'VmRSS')) - baseline;
     const hashesEqual = r.down.sha256 === r.expected.sha256 && r.up.sha256 === r.expected.sha256;
-    const ok = hashesEqual && r.downStatus === 200 && r.upStatus === 200 && r.down.bytes === CFG.streamMiB * MIB && growth < 64 * MIB;
-    streams.push({ key, ...r, growth, hashesEqual, ok });
-    log(`stream ${key}: down ${r.downSeconds.toFixed(1)} s, up ${r.upSeconds.toFixed(1)} s, RSS growth ${(growth / MIB).toFixed(1)} MiB, ${ok ? 'OK' : 'FAILED'}`);
+    const ref = streams.find((x) => x.key === target.ref);
+    const ratio = ref ? Math.min(ref.downSeconds / r.downSeconds, ref.upSeconds / r.upSeconds) : undefined;
+    const sound = hashesEqual && r.downStatus === 200 && r.upStatus === 200 && r.down.bytes === CFG.streamMiB * MIB;
+    const ok = !target.ref ? sound : sound && growth < 64 * MIB && (ratio === undefined || ratio >= 0.8);
+    streams.push({ ...target, ...r, growth, hashesEqual, ratio, ok });
+    log(`stream ${target.key}: down ${r.downSeconds.toFixed(1)} s, up ${r.upSeconds.toFixed(1)} s, RSS growth ${(growth / MIB).toFixed(1)} MiB${ratio === undefined ? '' : `, ${ratio.toFixed(2)}x of ${target.ref}`}, ${ok ? 'OK' : 'FAILED'}`);
   }
 
   // Row 8: 500 concurrent clients through each kind; then children and connections back to baseline.
@@ -562,7 +580,7 @@ function report({ T, comparisons, streams, floods, versions, notes }) {
   L(`- Same workload everywhere: \`GET\` of a short path answered with \`hello\\n\` (text/plain): the same Express sub-app for rows 1–2, the same Hono app for row 3, a plain Node \`http\` upstream for row 4, \`bench/fixtures/hello.cgi\` (\`/bin/sh\` printf) for row 5, \`bench/fixtures/hello.php\` for row 6.`);
   L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Reported: the median over rounds of req/s and of p99 latency; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load.`);
   L(`- Ratio = path req/s ÷ reference req/s, both from this run. Gateway apps use their default options (\`cgiApp\`: default spawner and concurrency; \`fastcgiApp\`: default pool) and \`GatewayModule.forRoot()\`.`);
-  L(`- Row 7 streams ${CFG.streamMiB} MiB down and ${CFG.streamMiB} MiB up through the gateway (client in a process of its own, sha256 checked on both ends) after a 16 MiB warm-up; RSS growth = peak sampled every 20 ms minus the RSS before the transfer.`);
+  L(`- Row 7 streams ${CFG.streamMiB} MiB down and ${CFG.streamMiB} MiB up through each kind (client in a process of its own, sha256 checked on both ends) after a 16 MiB warm-up, and the same transfers without the gateway: to the Node listener directly (for the mount, \`callApp\` and \`proxyApp\`, whose listener runs inside the gateway process for the first two), and to Apache running the same CGI script (for \`cgiApp\`). RSS growth = the gateway process's peak resident memory, sampled every 20 ms, minus its RSS before the transfer (a CGI script's own memory is not counted). Throughput ratio = reference time ÷ path time, in the slower of the two directions.`);
   L(`- Row 8: \`wrk -t2 -c${CFG.slowClients} -d${CFG.floodSeconds}s --timeout 10s\`, then ${CFG.slowClients} slow clients at once (each sends its request head in 8 pieces over ${CFG.slowSpreadMs} ms, \`Connection: close\`); afterwards the server's child processes and established connections on its port must return to where they were before (10 s allowed).`);
   L();
   L('## Throughput (rows 1–6)');
@@ -587,13 +605,15 @@ function report({ T, comparisons, streams, floods, versions, notes }) {
   L('|---|---|---:|---:|---:|---:|');
   for (const t of Object.values(T)) L(`| ${t.label} | ${t.runs.map((r) => r.rps.toFixed(0)).join(', ')} | ${rps(t.rps)} | ${ms(t.p99)} | ${mib(t.peakRss)} | ${t.errors} |`);
   L();
-  L(`## Big bodies (row 7): ${CFG.streamMiB} MiB down and up, gateway RSS growth < 64 MiB`);
+  L(`## Big bodies (row 7): ${CFG.streamMiB} MiB down and up; gateway RSS growth < 64 MiB, throughput ≥ 0.8x the same transfer without the gateway`);
   L();
-  L('| through | down | up | sha256 both ways | gateway RSS growth MiB | result |');
-  L('|---|---:|---:|---|---:|---|');
+  L('| through | down | up | sha256 both ways | gateway RSS growth MiB | throughput vs reference (slower direction) | result |');
+  L('|---|---:|---:|---|---:|---|---|');
   for (const s of streams) {
     const rate = (secs) => `${secs.toFixed(1)} s (${(CFG.streamMiB / secs).toFixed(0)} MiB/s)`;
-    L(`| ${s.key === 'mount' ? '`@MountGateway` of a Node listener' : '`proxyApp` to a Node upstream'} | ${rate(s.downSeconds)} | ${rate(s.upSeconds)} | ${s.hashesEqual ? 'equal' : '**different**'} | ${(s.growth / MIB).toFixed(1)} | ${s.ok ? 'met' : '**missed**'} |`);
+    const vs = s.ratio === undefined ? (s.ref ? 'no reference' : 'reference') : `${s.ratio.toFixed(2)}x of ${streams.find((x) => x.key === s.ref).label}`;
+    const result = s.ref ? (s.ok ? 'met' : '**missed**') : s.ok ? 'reference' : '**failed**';
+    L(`| ${s.label} | ${rate(s.downSeconds)} | ${rate(s.upSeconds)} | ${s.hashesEqual ? 'equal' : '**different**'} | ${(s.growth / MIB).toFixed(1)} | ${vs} | ${result} |`);
   }
   L();
   L(`## ${CFG.slowClients} concurrent clients (row 8): 0 errors, no leaked sockets or children`);

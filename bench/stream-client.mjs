@@ -10,7 +10,9 @@ const [url, mibArg] = process.argv.slice(2);
 const size = Number(mibArg) * MIB;
 const call = (method, body) =>
   new Promise((resolve, reject) => {
-    const req = request(`${url}?mib=${mibArg}`, { method }, resolve);
+    // Uploads announce their length, as browsers and curl do (CGI needs CONTENT_LENGTH).
+    const headers = body ? { 'content-length': String(size) } : {};
+    const req = request(`${url}?mib=${mibArg}`, { method, headers }, resolve);
     req.on('error', reject);
     if (body) pipeline(body, req).catch(reject);
     else req.end();
