@@ -624,6 +624,12 @@ function report({ T, comparisons, streams, floods, versions, notes }) {
     L(`| ${f.label} | ${f.wrk.requests} | ${f.wrk.non2xx} | ${f.wrk.socketErrors} | ${JSON.stringify(f.slow.statuses)} / ${JSON.stringify(f.slow.errors)} | ${f.before.children} → ${f.after.children} | ${f.before.conns} → ${f.after.conns} | ${f.before.fds} → ${f.after.fds} | ${mib(f.peak)} | ${f.ok ? 'met' : '**missed**'} |`);
   }
   L();
+  // The hand-written part: what profiling found and what changed, with before/after numbers.
+  const findings = join(here, 'findings.md');
+  if (existsSync(findings)) {
+    L(readFileSync(findings, 'utf8').trimEnd());
+    L();
+  }
   L('## Notes');
   L();
   for (const n of notes) L(`- ${n}`);
