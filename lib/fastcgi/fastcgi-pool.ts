@@ -47,6 +47,9 @@ class FastcgiBackend {
   private readonly idle: FastcgiConnection[] = [];
   private readonly open = new Set<FastcgiConnection>();
   private ceilingSetAt = 0;
+  private ceilingLogged = false;
+  /** Leases opening a connection right now: each takes a connection parked meanwhile. */
+  private connecting = 0;
   /** Until when this backend is skipped after a failed connect. */
   downUntil = 0;
 
@@ -89,7 +92,13 @@ class FastcgiBackend {
   }
 
   private async connectOrTakeFreed(signal: AbortSignal): Promise<FastcgiConnection> {
-    const connection = await openConnection(this.address, this.settings.connectTimeout, signal);
+    this.connecting++;
+    let connection: FastcgiConnection;
+    try {
+      connection = await openConnection(this.address, this.settings.connectTimeout, signal);
+    } finally {
+      this.connecting--;
+    }
     // A connection freed meanwhile is known to have a worker; the new one may have none yet.
     const freed = this.takeIdle();
     if (freed) {
@@ -111,8 +120,14 @@ class FastcgiBackend {
   }
 
   private onFree(connection: FastcgiConnection): void {
-    const waiting = [...this.open].filter((other) => other !== connection && other.waitingForAcceptance);
-    if (waiting.length === 0) return this.park(connection);
+    if (!this.waitingBesides(connection).length) return this.park(connection);
+    // Decided after this turn's reads are processed: answers that already arrived count.
+    setImmediate(() => this.freeWhileOthersWait(connection));
+  }
+
+  private freeWhileOthersWait(connection: FastcgiConnection): void {
+    if (!connection.reusable) return;
+    const waiting = this.waitingBesides(connection);
     const now = performance.now();
     const starved = waiting.some(
       (other) => other.requestStartedAt < connection.requestStartedAt || now - other.requestStartedAt >= STARVED_AFTER_MS,
@@ -122,21 +137,34 @@ class FastcgiBackend {
       const served = [...this.open].filter((other) => other.answered && !other.waitingForAcceptance).length;
       connection.destroy();
       this.lowerCeiling(served);
-    } else if (this.limit.pending === 0) {
-      // Parked, it would keep its worker idle while a request may need that worker.
+    } else if (waiting.length > 0 && this.connecting === 0) {
+      // Parked, it would keep its worker idle while a request may need that worker (a lease
+      // that is opening a connection would take it instead).
       connection.destroy();
     } else {
       this.park(connection);
     }
   }
 
+  private waitingBesides(connection: FastcgiConnection): FastcgiConnection[] {
+    return [...this.open].filter((other) => other !== connection && other.waitingForAcceptance);
+  }
+
+  /**
+   * One step down at a time (never below what was seen served): a count taken while workers
+   * change hands can come out low, and a ceiling too low would idle the responder.
+   */
   private lowerCeiling(served: number): void {
     this.ceilingSetAt = performance.now();
-    if (served >= this.limit.max) return;
-    this.limit.resize(served);
-    logger.log(
-      `FastCGI responder ${this.name} serves ${served} connection(s) at once; requests beyond wait in the gateway (maxConnections ${this.settings.maxConnections})`,
-    );
+    const max = this.limit.max;
+    if (served >= max) return;
+    this.limit.resize(Math.max(served, max - 1));
+    if (!this.ceilingLogged) {
+      this.ceilingLogged = true;
+      logger.log(
+        `FastCGI responder ${this.name} has fewer workers than maxConnections (${this.settings.maxConnections}); the pool keeps to the connections it serves`,
+      );
+    }
   }
 
   private maybeRegrow(): void {
