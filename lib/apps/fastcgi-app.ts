@@ -52,8 +52,10 @@ export interface FastcgiAppOptions {
    */
   authType?: string;
   /**
-   * Requests in flight per responder, each on its own connection: size it to the responder
-   * (php-fpm's `pm.max_children`). Further requests wait.
+   * Requests in flight per responder, each on its own kept-alive connection; further requests
+   * wait. A responder with fewer workers (php-fpm's `pm.max_children`, fcgiwrap's `-c`) is
+   * detected, and the pool keeps to the connections it serves; sizing this to the responder
+   * spares that detection.
    * @default 16
    */
   maxConnections?: number;
