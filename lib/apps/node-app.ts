@@ -1,7 +1,7 @@
 import { NotFoundException } from '@nestjs/common';
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { captureResponse } from '../http/capture-response.js';
+import { captureResponseInto } from '../http/capture-response.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -86,16 +86,16 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     body: exchange.body(),
     extras: { baseUrl: exchange.prefix, originalUrl: exchange.originalUrl, gatewayEnv: exchange.env },
   });
-  const capture = captureResponse(inner);
-  const abort = () => {
-    inner.destroy();
-    capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
-  };
-  if (exchange.signal.aborted) abort();
-  else exchange.signal.addEventListener('abort', abort, { once: true });
-  capture.res.once('close', () => exchange.signal.removeEventListener('abort', abort));
-
   return new Promise<GatewayResponse>((resolve, reject) => {
+    const capture = captureResponseInto(inner, resolve, reject);
+    const abort = () => {
+      inner.destroy();
+      capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
+    };
+    if (exchange.signal.aborted) abort();
+    else exchange.signal.addEventListener('abort', abort, { once: true });
+    capture.res.once('close', () => exchange.signal.removeEventListener('abort', abort));
+
     const fail = (error: unknown) => {
       if (capture.res.headersSent) {
         const err = toError(error);
@@ -107,7 +107,6 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
       else if (!capture.res.headersSent) reject(notFound(exchange));
     };
-    capture.response.then(resolve, reject);
     invoke(listener, inner, capture.res, next, fail);
   });
 }
