@@ -76,8 +76,18 @@ function appUrl(exchange: GatewayExchange): string {
   return (exchange.pathInfo || '/') + exchange.search;
 }
 
+/**
+ * What an Express app gives every request and response as prototype. The captured ones are
+ * built on them from the start, which keeps V8's hidden classes shared between requests.
+ */
+interface ExpressPrototypes {
+  request: object;
+  response: object;
+}
+
 /** Runs the listener on a request of its own and a captured response. */
 function callListener(listener: NodeListener, exchange: GatewayExchange): Promise<GatewayResponse> {
+  const { request, response } = listener as Partial<ExpressPrototypes>;
   const inner = createInnerRequest({
     outer: exchange.req,
     method: exchange.method,
@@ -85,9 +95,10 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     rawHeaders: exchange.rawHeaders,
     body: exchange.body(),
     extras: { baseUrl: exchange.prefix, originalUrl: exchange.originalUrl, gatewayEnv: exchange.env },
+    prototype: request,
   });
   return new Promise<GatewayResponse>((resolve, reject) => {
-    const capture = captureResponseInto(inner, resolve, reject);
+    const capture = captureResponseInto(inner, resolve, reject, response);
     const abort = () => {
       inner.destroy();
       capture.destroy(new Error(`Call of ${exchange.name} was aborted`));

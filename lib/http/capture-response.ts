@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { CaptureSocket } from './capture-socket.js';
 import { GatewayResponse } from './gateway-response.js';
 import type { ParsedHead } from './parse-http-head.js';
+import { constructWithPrototype } from './with-prototype.js';
 
 export interface CapturedResponse {
   /** A genuine ServerResponse for the app to write to (Express may re-prototype it freely). */
@@ -33,14 +34,16 @@ export function captureResponse(req: IncomingMessage): Capture {
 /**
  * `captureResponse` for a caller that settles a promise of its own: `onResponse` gets the
  * GatewayResponse once the app has sent its headers, `onError` the reason it closed first.
+ * `prototype` is the one the app gives its responses (Express's `app.response`), when known.
  */
 export function captureResponseInto(
   req: IncomingMessage,
   onResponse: (response: GatewayResponse) => void,
   onError: (error: Error) => void,
+  prototype?: object,
 ): CapturedResponse {
   const socket = new CaptureSocket((head, body) => onResponse(toGatewayResponse(head, body)), onError);
-  const res = new ServerResponse(req);
+  const res = constructWithPrototype(ServerResponse, prototype, req);
   // The outer server adds its own Date and framing; the body reaches us unframed.
   res.sendDate = false;
   res.shouldKeepAlive = false;
@@ -55,6 +58,7 @@ export function captureResponseInto(
     res.emit('drain');
   });
   res.on('error', ignore);
+  res.on('prefinish', () => socket.endBodyIfFlushed());
   res.on('finish', () => {
     socket.endBody();
     // Not destroyed: it is garbage now, and destroying a stream inside its own write

@@ -1,4 +1,5 @@
 import { Duplex, Readable } from 'node:stream';
+import { WHOLE_BODY, type WholeBodySource } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
@@ -13,7 +14,7 @@ const ignore = () => undefined;
  * body's consumer asks for more, so the app's `res.write()` sees real backpressure.
  */
 export class CaptureSocket extends Duplex {
-  readonly body: Readable;
+  readonly body: CapturedBody;
   /** The start of a head that arrived in pieces; Node writes its head in one piece, so rarely used. */
   private partialHead: Buffer | null = null;
   private headParsed = false;
@@ -33,11 +34,19 @@ export class CaptureSocket extends Duplex {
     this.body.on('error', ignore);
   }
 
+  /**
+   * Ends the body as soon as the app has ended its response and every byte has come through:
+   * the consumer may then take the whole body at once, before Node's 'finish' (a tick later).
+   */
+  endBodyIfFlushed(): void {
+    if (this.writableLength === 0) this.endBody();
+  }
+
   /** Ends the body once the app's response has finished. */
   endBody(): void {
     if (this.bodyEnded) return;
     this.bodyEnded = true;
-    if (!this.body.destroyed) this.body.push(null);
+    if (!this.body.destroyed) this.body.markEnded();
   }
 
   // Node's ServerResponse calls these on its socket.
@@ -126,9 +135,21 @@ export class CaptureSocket extends Duplex {
 }
 
 /** The body of a captured response: reading asks the app for more, destroying closes its response. */
-class CapturedBody extends Readable {
+class CapturedBody extends Readable implements WholeBodySource {
+  private ended = false;
+
   constructor(private readonly socket: CaptureSocket) {
     super();
+  }
+
+  markEnded(): void {
+    this.ended = true;
+    this.push(null);
+  }
+
+  [WHOLE_BODY](length: number): Buffer | undefined {
+    if (!this.ended || this.destroyed || this.readableFlowing === true || this.readableLength !== length) return undefined;
+    return length === 0 ? (this.read(), Buffer.alloc(0)) : (this.read() as Buffer);
   }
 
   override _read(): void {
