@@ -6,7 +6,9 @@ export interface ParsedHead {
   headers: Headers;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** What Node's own `Connection: close` lists, the usual value. */
+const CLOSE: readonly string[] = ['close'];
+const NOTHING: readonly string[] = [];
 
 /**
  * Parses the status line and header block that Node's ServerResponse serialised
@@ -21,7 +23,7 @@ export function parseHttpHead(head: string): ParsedHead {
   const secondSpace = statusLine.indexOf(' ', firstSpace + 1);
   const status = Number(statusLine.slice(firstSpace + 1, secondSpace === -1 ? undefined : secondSpace));
   const statusText = secondSpace === -1 ? '' : statusLine.slice(secondSpace + 1);
-  const headers = new Headers();
+  const fields: string[] = [];
   let connection: string | undefined;
   while (lineEnd !== -1) {
     const start = lineEnd + 2;
@@ -31,18 +33,26 @@ export function parseHttpHead(head: string): ParsedHead {
     if (colon <= start || colon >= end) continue;
     const name = head.slice(start, colon).toLowerCase();
     const value = head.slice(colon + 1, end).trim();
-    if (!HOP_BY_HOP_HEADERS.has(name)) headers.append(name, value);
-    else if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+    if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+    else fields.push(name, value);
   }
-  if (connection) dropListed(headers, connection);
+  const listed = connectionTokens(connection);
+  const headers = new Headers();
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i];
+    if (!HOP_BY_HOP_HEADERS.has(name) && !listed.includes(name)) headers.append(name, fields[i + 1]);
+  }
   return { status, statusText, headers };
 }
 
-/** Removes the headers a Connection header lists (Node adds `Connection: close` itself). */
-function dropListed(headers: Headers, connection: string): void {
+/** The header names a Connection header lists. */
+function connectionTokens(connection: string | undefined): readonly string[] {
+  if (!connection) return NOTHING;
+  if (connection === 'close') return CLOSE;
+  const names: string[] = [];
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();
-    // A name that is no token cannot be among the headers (and Headers would throw on it).
-    if (name && TOKEN.test(name)) headers.delete(name);
+    if (name) names.push(name);
   }
+  return names;
 }
