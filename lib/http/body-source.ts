@@ -35,3 +35,20 @@ export function toReadable(body: BodyInit | undefined): Readable | null {
   }
   return Readable.from(body as AsyncIterable<Uint8Array | string>, { objectMode: false });
 }
+
+/** Implemented by body streams that can tell when all of the body already sits in memory. */
+export const WHOLE_BODY = Symbol('nest-gateway.wholeBody');
+
+export interface WholeBodySource {
+  /** The body's bytes, taken out of the stream, if it has ended with exactly `length` bytes unread. */
+  [WHOLE_BODY](length: number): Buffer | undefined;
+}
+
+/**
+ * The complete body at once, when `body` is such a source, has ended with exactly `length`
+ * bytes still buffered and nobody else is reading it; the stream is then drained and ends.
+ * Otherwise undefined, and the stream is left untouched.
+ */
+export function takeWholeBody(body: Readable, length: number): Buffer | undefined {
+  return (body as Readable & Partial<WholeBodySource>)[WHOLE_BODY]?.(length);
+}

@@ -1,14 +1,20 @@
 import { type IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { CaptureSocket } from './capture-socket.js';
 import { GatewayResponse } from './gateway-response.js';
+import type { ParsedHead } from './parse-http-head.js';
+import { constructWithPrototype } from './with-prototype.js';
 
-export interface Capture {
+export interface CapturedResponse {
   /** A genuine ServerResponse for the app to write to (Express may re-prototype it freely). */
   readonly res: ServerResponse;
-  /** Resolves when the app has sent its headers; rejects if it closes the response first. */
-  readonly response: Promise<GatewayResponse>;
   /** Tears the response down: the app sees `close`, the body stream errors if unfinished. */
   destroy(error?: Error): void;
+}
+
+export interface Capture extends CapturedResponse {
+  /** Resolves when the app has sent its headers; rejects if it closes the response first. */
+  readonly response: Promise<GatewayResponse>;
 }
 
 /**
@@ -17,30 +23,32 @@ export interface Capture {
  * of this one response object.
  */
 export function captureResponse(req: IncomingMessage): Capture {
-  let resolve!: (response: GatewayResponse) => void;
-  let reject!: (error: Error) => void;
-  const response = new Promise<GatewayResponse>((res, rej) => {
-    resolve = res;
-    reject = rej;
+  let captured!: CapturedResponse;
+  const response = new Promise<GatewayResponse>((resolve, reject) => {
+    captured = captureResponseInto(req, resolve, reject);
   });
   response.catch(() => undefined);
+  return { res: captured.res, destroy: captured.destroy, response };
+}
 
-  const socket = new CaptureSocket(
-    (head, body) => resolve(new GatewayResponse({ ...head, body })),
-    (error) => reject(error),
-  );
-  const res = new ServerResponse(req);
+/**
+ * `captureResponse` for a caller that settles a promise of its own: `onResponse` gets the
+ * GatewayResponse once the app has sent its headers, `onError` the reason it closed first.
+ * `prototype` is the one the app gives its responses (Express's `app.response`), when known.
+ */
+export function captureResponseInto(
+  req: IncomingMessage,
+  onResponse: (response: GatewayResponse) => void,
+  onError: (error: Error) => void,
+  prototype?: object,
+): CapturedResponse {
+  const socket = new CaptureSocket((head, body) => onResponse(toGatewayResponse(head, body)), onError);
+  const res = constructWithPrototype(ServerResponse, prototype, req);
   // The outer server adds its own Date and framing; the body reaches us unframed.
   res.sendDate = false;
   res.shouldKeepAlive = false;
   res.useChunkedEncodingByDefault = false;
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
-    writeHead.apply(this, args);
-    // An app that sets `Transfer-Encoding: chunked` itself would otherwise frame its body.
-    this.chunkedEncoding = false;
-    return this;
-  } as ServerResponse['writeHead'];
+  res.writeHead = writeUnframedHead;
   res.assignSocket(socket as never);
   // The HTTP server relays its socket's 'drain' to the response; a captured response needs
   // the same, or an app that respects backpressure stalls after its first full write.
@@ -49,22 +57,37 @@ export function captureResponse(req: IncomingMessage): Capture {
     clearNeedDrain(res);
     res.emit('drain');
   });
-  res.on('error', () => undefined);
-  res.once('finish', () => {
+  res.on('error', ignore);
+  res.on('prefinish', () => socket.endBodyIfFlushed());
+  res.on('finish', () => {
     socket.endBody();
+    // Not destroyed: it is garbage now, and destroying a stream inside its own write
+    // callback (where 'finish' fires) makes Node build an error that nobody sees.
     res.detachSocket(socket as never);
-    socket.destroy();
-    process.nextTick(() => res.emit('close'));
+    process.nextTick(emitClose, res);
   });
-
-  return {
-    res,
-    response,
-    destroy(error?: Error) {
-      socket.destroy(error);
-    },
-  };
+  return { res, destroy: (error) => void socket.destroy(error) };
 }
+
+const nodeWriteHead = ServerResponse.prototype.writeHead;
+
+/** Node's writeHead, except that an app setting `Transfer-Encoding: chunked` itself gets no framing. */
+const writeUnframedHead = function (this: ServerResponse) {
+  // eslint-disable-next-line prefer-rest-params
+  nodeWriteHead.apply(this, arguments as unknown as Parameters<ServerResponse['writeHead']>);
+  this.chunkedEncoding = false;
+  return this;
+} as ServerResponse['writeHead'];
+
+function toGatewayResponse(head: ParsedHead, body: Readable): GatewayResponse {
+  return new GatewayResponse({ status: head.status, statusText: head.statusText, headers: head.headers, body });
+}
+
+function emitClose(res: ServerResponse): void {
+  res.emit('close');
+}
+
+function ignore(): void {}
 
 /** Node keeps "needs drain" in a private symbol that its server resets before emitting 'drain'. */
 function clearNeedDrain(res: ServerResponse): void {

@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { constructWithPrototype } from './with-prototype.js';
 
 export interface InnerRequestInit {
   /** The client's request: its socket and HTTP version are shared, nothing else. */
@@ -11,6 +12,8 @@ export interface InnerRequestInit {
   readonly body: Readable | null;
   /** Extra own properties (baseUrl, originalUrl, gatewayEnv...). */
   readonly extras: Record<string, unknown>;
+  /** The prototype the app gives its requests (Express's `app.request`), when known. */
+  readonly prototype?: object;
 }
 
 /**
@@ -19,7 +22,7 @@ export interface InnerRequestInit {
  */
 export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
   const { outer, body } = init;
-  const inner = new IncomingMessage(outer.socket);
+  const inner = constructWithPrototype(IncomingMessage, init.prototype, outer.socket);
   inner.method = init.method;
   inner.url = init.url;
   inner.httpVersionMajor = outer.httpVersionMajor;
