@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { takeWholeBody } from './body-source.js';
 import type { GatewayResponse } from './gateway-response.js';
 
 /**
@@ -25,6 +26,12 @@ export async function sendGatewayResponse(response: GatewayResponse, res: Server
   }
   const declared = response.headers.get('content-length');
   const length = declared !== null && /^\d+$/.test(declared) && carriesBody(res) ? Number(declared) : undefined;
+  const whole = length === undefined ? undefined : takeWholeBody(body, length);
+  if (whole) {
+    // The app's whole body is already here (a captured Express response, typically): one write.
+    res.end(whole);
+    return;
+  }
   try {
     await pump(body, res, length);
   } catch (error) {
