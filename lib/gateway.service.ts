@@ -187,12 +187,13 @@ export class GatewayService implements OnApplicationBootstrap {
     const { path, search } = splitUrl(originalUrl);
     const { prefix, pathInfo } = splitPrefix(path, requestedPathInfo);
     const name = options.name ?? (prefix || '/');
-    const abort = lazyAbort();
+    const abort = new AbortController();
     const onClientClose = () => {
       if (!res?.writableFinished) abort.abort(new Error('Client disconnected'));
     };
     const res = (req as IncomingMessage & { res?: ServerResponse }).res;
     res?.once('close', onClientClose);
+    abort.signal.addEventListener('abort', () => res?.off('close', onClientClose), { once: true });
     if (options.signal) {
       if (options.signal.aborted) abort.abort(options.signal.reason);
       else options.signal.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
@@ -217,9 +218,7 @@ export class GatewayService implements OnApplicationBootstrap {
       remoteUser,
       identityHeader: this.identityHeader,
       env: { ...options.env },
-      get signal() {
-        return abort.signal;
-      },
+      signal: abort.signal,
       name,
       logger: this.logger,
       bodyIsLive: !replacedBody && (!hasBody(req) || isBodyUntouched(req)),
@@ -282,32 +281,6 @@ export class GatewayService implements OnApplicationBootstrap {
     this.logger.error(`App mounted at ${name} failed: ${err.message}`, err.stack);
     return new InternalServerErrorException(undefined, { cause: err });
   }
-}
-
-/**
- * An AbortController made only when someone asks for its signal: a mounted Express app served
- * on the client's own response never does, and this is paid on every request.
- */
-function lazyAbort(): { readonly signal: AbortSignal; abort(reason: unknown): void } {
-  let controller: AbortController | undefined;
-  let aborted = false;
-  let abortReason: unknown;
-  return {
-    get signal() {
-      if (!controller) {
-        controller = new AbortController();
-        if (aborted) controller.abort(abortReason);
-      }
-      return controller.signal;
-    },
-    abort(reason) {
-      if (controller) controller.abort(reason);
-      else if (!aborted) {
-        aborted = true;
-        abortReason = reason;
-      }
-    },
-  };
 }
 
 /** Applies CallOptions.headers to flat raw headers; a replaced body gets its own length. */

@@ -126,8 +126,7 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
 function serveListener(listener: NodeListener, exchange: GatewayExchange, res: ServerResponse): Promise<void> {
   const req = exchange.req as IncomingMessage & Record<string, unknown>;
   exchange.body();
-  const props = req as unknown as Record<string, unknown>;
-  const saved = MOUNT_PROPERTIES.map((key) => props[key]);
+  const saved = MOUNT_PROPERTIES.map((key) => [key, Object.getOwnPropertyDescriptor(req, key)] as const);
   const { headers, rawHeaders } = req;
   const reqPrototype = Object.getPrototypeOf(req);
   const resPrototype = Object.getPrototypeOf(res);
@@ -140,9 +139,10 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       settled = true;
       res.off('finish', onDone);
       res.off('close', onDone);
-      // Assigned back, never deleted: a delete would turn the request into a slow dictionary
-      // object for the rest of its life (a property it did not have stays, as undefined).
-      for (let i = 0; i < MOUNT_PROPERTIES.length; i++) props[MOUNT_PROPERTIES[i]] = saved[i];
+      for (const [key, descriptor] of saved) {
+        if (descriptor) Object.defineProperty(req, key, descriptor);
+        else delete req[key];
+      }
       req.headers = headers;
       req.rawHeaders = rawHeaders;
       if (Object.getPrototypeOf(req) !== reqPrototype) Object.setPrototypeOf(req, reqPrototype);
