@@ -91,6 +91,22 @@ function loggedStderr(s: Started, marker: string): string {
 }
 
 /** Pids whose parent is `pid` (Linux /proc). */
+/**
+ * fcgiwrap -c N forks workers that outlive a SIGTERM to their parent (peers.ts stops only the
+ * parent): the workers this test started are stopped by pid.
+ */
+async function stopFcgiwrap(wrap: Peer | undefined): Promise<void> {
+  const workers = wrap ? await childrenOf(wrap.process.pid!) : [];
+  await wrap?.stop();
+  for (const pid of workers) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 async function childrenOf(pid: number): Promise<number[]> {
   const children: number[] = [];
   for (const entry of await readdir('/proc')) {
@@ -668,15 +684,7 @@ describe('fastcgiApp: responders with fewer workers than maxConnections', () => 
   afterAll(async () => {
     await s?.close();
     for (const app of apps) app.close();
-    const workers = wrap ? await childrenOf(wrap.process.pid!) : [];
-    await wrap?.stop();
-    for (const pid of workers) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    await stopFcgiwrap(wrap);
     await fpm?.stop();
   });
 
@@ -751,17 +759,7 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
   afterAll(async () => {
     await s?.close();
     app?.close();
-    // fcgiwrap -c N forks workers that outlive a SIGTERM to their parent (peers.ts stops only the
-    // parent): stop the workers this test started, by pid.
-    const workers = wrap ? await childrenOf(wrap.process.pid!) : [];
-    await wrap?.stop();
-    for (const pid of workers) {
-      try {
-        process.kill(pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    await stopFcgiwrap(wrap);
   });
 
   it('runs the script with the CGI variables, the env params and REMOTE_USER', async () => {

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { createRequest } from '../http/lazy-request.js';
-import { sendGatewayResponse } from '../http/send-gateway-response.js';
+import { sendGatewayResponse, setResponseHead } from '../http/send-gateway-response.js';
 import { concatChunks, readAhead, readableFrom, type BodyStart } from '../http/web-body.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -61,7 +61,7 @@ async function serveResponse(response: Response, exchange: GatewayExchange, res:
   const body = await bodyOf(response, exchange);
   const complete = body ? concatChunksIfComplete(body) : undefined;
   if ((!body || complete) && canSendAtOnce(response.headers, complete, res)) {
-    writeHead(response, res);
+    setResponseHead(response, res);
     res.end(complete);
     return;
   }
@@ -103,16 +103,4 @@ function canSendAtOnce(headers: Headers, body: Buffer | undefined, res: ServerRe
   if (!body) return true;
   const declared = headers.get('content-length');
   return declared === null || declared === String(body.length);
-}
-
-/** Status, reason phrase and every header (each Set-Cookie on its own), as sendGatewayResponse sets them. */
-function writeHead(response: Response, res: ServerResponse): void {
-  res.statusCode = response.status;
-  res.statusMessage = response.statusText;
-  let cookies = false;
-  for (const [name, value] of response.headers) {
-    if (name === 'set-cookie') cookies = true;
-    else res.setHeader(name, value);
-  }
-  if (cookies) res.setHeader('set-cookie', response.headers.getSetCookie());
 }

@@ -12,13 +12,7 @@ import type { GatewayResponse } from './gateway-response.js';
  */
 export async function sendGatewayResponse(response: GatewayResponse, res: ServerResponse): Promise<void> {
   if (res.headersSent) throw new Error('Cannot send a GatewayResponse: headers were already sent');
-  res.statusCode = response.status;
-  res.statusMessage = response.statusText;
-  for (const [name, value] of response.headers) {
-    if (name !== 'set-cookie') res.setHeader(name, value);
-  }
-  const cookies = response.headers.getSetCookie();
-  if (cookies.length > 0) res.setHeader('set-cookie', cookies);
+  setResponseHead(response, res);
   const body = response.body;
   if (!body) {
     res.end();
@@ -38,6 +32,18 @@ export async function sendGatewayResponse(response: GatewayResponse, res: Server
     if (!(error instanceof BodyOverflowError)) res.destroy(error as Error);
     throw error;
   }
+}
+
+/** Status, reason phrase and every header, each Set-Cookie on its own, onto a response not yet sent. */
+export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): void {
+  res.statusCode = head.status;
+  res.statusMessage = head.statusText;
+  let cookies = false;
+  for (const [name, value] of head.headers) {
+    if (name === 'set-cookie') cookies = true;
+    else res.setHeader(name, value);
+  }
+  if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
 }
 
 /** The app's body was longer than its Content-Length: the client got exactly that many bytes. */
