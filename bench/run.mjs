@@ -384,6 +384,7 @@ async function main() {
     native: await startServer('nest-native', 'nest-native.mjs'),
     streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
     streamCallapp: await startServer('nest-stream-callapp', 'nest-stream-callapp.mjs'),
+    streamFloor: await startServer('nest-stream-floor', 'nest-stream-floor.mjs'),
     ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
   };
   if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
@@ -471,6 +472,7 @@ async function main() {
   // gateway's own RSS growth must stay small.
   const streamTargets = [
     { key: 'direct', label: 'the Node listener, direct (no Nest)', url: `${upstream.base}/stream`, who: upstream },
+    { key: 'nestFloor', label: 'the same listener in a Nest controller by hand (`@Res()`, no gateway; context only)', url: `${S.streamFloor.base}/s/stream`, who: S.streamFloor },
     { key: 'mount', label: '`@MountGateway` of the same Node listener', url: `${S.streamMount.base}/s/stream`, who: S.streamMount, ref: 'direct' },
     { key: 'callapp', label: '`callApp` of the same Node listener, response returned', url: `${S.streamCallapp.base}/s/stream`, who: S.streamCallapp, ref: 'direct' },
     { key: 'proxy', label: '`proxyApp` to the same Node listener (upstream process)', url: `${S.proxy.base}/p/stream`, who: S.proxy, ref: 'direct' },
