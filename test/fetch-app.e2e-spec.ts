@@ -216,7 +216,7 @@ interface Reply {
   body: Buffer;
 }
 
-/** One request; `body` chunks are written with a pause between them. */
+/** One request over a fresh connection; `body` chunks are written in turn. */
 function send(
   url: string,
   options: { method?: string; headers?: Record<string, string>; body?: Array<string | Buffer> } = {},
