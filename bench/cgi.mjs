@@ -5,13 +5,12 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { cgiApp, GatewayModule, MountGateway } from '../dist/index.js';
+import { APACHE, prepareApacheCgi } from './apache.mjs';
 
 const run = promisify(execFile);
 const DURATION = Number(process.env.DURATION ?? 5);
@@ -42,45 +41,17 @@ async function wrk(url) {
 }
 
 async function startApache() {
-  const httpd = ['/usr/sbin/apache2', '/usr/sbin/httpd'].find((p) => existsSync(p));
-  const modules = '/usr/lib/apache2/modules';
-  if (!httpd || !existsSync(join(modules, 'mod_cgid.so'))) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'bench-apache-'));
-  // Apache runs scripts as nobody: give it a copy it can reach.
-  const cgiDir = join(dir, 'cgi');
-  mkdirSync(cgiDir);
-  copyFileSync(script, join(cgiDir, 'hello.cgi'));
-  chmodSync(dir, 0o755);
-  chmodSync(join(cgiDir, 'hello.cgi'), 0o755);
-  writeFileSync(
-    join(dir, 'httpd.conf'),
-    [
-      `ServerRoot ${dir}`,
-      'Listen 127.0.0.1:18977',
-      `LoadModule mpm_event_module ${modules}/mod_mpm_event.so`,
-      `LoadModule cgid_module ${modules}/mod_cgid.so`,
-      `LoadModule alias_module ${modules}/mod_alias.so`,
-      `LoadModule authz_core_module ${modules}/mod_authz_core.so`,
-      'User nobody',
-      'Group nogroup',
-      'ServerName localhost',
-      `PidFile ${dir}/httpd.pid`,
-      `ErrorLog ${dir}/error.log`,
-      `ScriptSock ${dir}/cgisock`,
-      `ScriptAlias /cgi/ ${cgiDir}/`,
-      `<Directory ${cgiDir}>`,
-      '  Require all granted',
-      '</Directory>',
-      '',
-    ].join('\n'),
-  );
-  const proc = spawn(httpd, ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND'], { stdio: 'ignore' });
+  const port = 18977;
+  const prepared = prepareApacheCgi([script], port);
+  if (!prepared) return undefined;
+  const proc = spawn(APACHE, ['-f', prepared.config, '-DFOREGROUND'], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}/c/hello.cgi`;
   for (let i = 0; i < 50; i++) {
-    const ok = await fetch('http://127.0.0.1:18977/cgi/hello.cgi').then((r) => r.ok, () => false);
+    const ok = await fetch(url).then((r) => r.ok, () => false);
     if (ok) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: 'http://127.0.0.1:18977/cgi/hello.cgi', stop: () => (proc.kill('SIGTERM'), rmSync(dir, { recursive: true, force: true })) };
+  return { url, stop: () => (proc.kill('SIGTERM'), rmSync(prepared.dir, { recursive: true, force: true })) };
 }
 
 const app = await NestFactory.create(BenchModule, { logger: ['error', 'warn'] });

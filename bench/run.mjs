@@ -5,13 +5,14 @@
 // Usage: npm run build && node bench/run.mjs [--quick]
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { APACHE, prepareApacheCgi } from './apache.mjs';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -22,7 +23,6 @@ const CFG = QUICK
   : { rounds: 3, duration: 8, warmup: 3, connections: 32, streamMiB: 1024, streamRounds: 3, floodSeconds: 5, slowClients: 500, slowSpreadMs: 2000 };
 const WRK = '/usr/bin/wrk';
 const NGINX = ['/usr/sbin/nginx'].find((p) => existsSync(p));
-const APACHE = ['/usr/sbin/apache2', '/usr/sbin/httpd'].find((p) => existsSync(p));
 const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => existsSync(p));
 const FCGIWRAP = ['/usr/sbin/fcgiwrap'].find((p) => existsSync(p));
 const HPM = existsSync(join(root, 'node_modules/http-proxy-middleware/package.json'));
@@ -187,50 +187,15 @@ const median = (xs) => {
 // ---------------------------------------------------------------------------------------------
 // Peers that are not Node: Apache mod_cgid, php-fpm.
 async function startApache(scripts) {
-  const modules = '/usr/lib/apache2/modules';
-  if (!APACHE || !existsSync(join(modules, 'mod_cgid.so'))) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'bench-apache-'));
-  const cgiDir = join(dir, 'cgi');
-  mkdirSync(cgiDir);
-  chmodSync(dir, 0o755);
-  for (const script of scripts) {
-    // Apache runs scripts as nobody: a copy it can reach.
-    const copy = join(cgiDir, basename(script));
-    copyFileSync(script, copy);
-    chmodSync(copy, 0o755);
-  }
   const port = await freePort();
-  writeFileSync(
-    join(dir, 'httpd.conf'),
-    [
-      `ServerRoot ${dir}`,
-      `Listen 127.0.0.1:${port}`,
-      `LoadModule mpm_event_module ${modules}/mod_mpm_event.so`,
-      `LoadModule cgid_module ${modules}/mod_cgid.so`,
-      `LoadModule alias_module ${modules}/mod_alias.so`,
-      `LoadModule authz_core_module ${modules}/mod_authz_core.so`,
-      'User nobody',
-      'Group nogroup',
-      'ServerName localhost',
-      'MaxRequestWorkers 600',
-      'ServerLimit 24',
-      'ThreadsPerChild 25',
-      `PidFile ${dir}/httpd.pid`,
-      `ErrorLog ${dir}/error.log`,
-      `ScriptSock ${dir}/cgisock`,
-      `ScriptAlias /c/ ${cgiDir}/`,
-      `<Directory ${cgiDir}>`,
-      '  Require all granted',
-      '</Directory>',
-      '',
-    ].join('\n'),
-  );
-  const server = await startProcess('apache', APACHE, ['-f', join(dir, 'httpd.conf'), '-DFOREGROUND']);
+  const prepared = prepareApacheCgi(scripts, port);
+  if (!prepared) return undefined;
+  const server = await startProcess('apache', APACHE, ['-f', prepared.config, '-DFOREGROUND']);
   server.port = port;
   server.base = `http://127.0.0.1:${port}`;
   const ok = await waitFor(() => fetch(`${server.base}/c/hello.cgi`).then((r) => r.ok));
   const stop = server.stop;
-  server.stop = async () => (await stop(), rmSync(dir, { recursive: true, force: true }));
+  server.stop = async () => (await stop(), rmSync(prepared.dir, { recursive: true, force: true }));
   if (!ok) {
     await server.stop();
     return undefined;
