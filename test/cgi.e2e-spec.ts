@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { authenticate, basic } from './fixtures/login.js';
 import { startNest, type Started } from './fixtures/start.js';
-import { waitFor, within, isAlive } from './fixtures/waiting.js';
+import { expectGone, isAlive, recordedPids, waitFor, within } from './fixtures/waiting.js';
 
 // A secret of the Nest process that no script may see. Set before any cgiApp is created.
 process.env.SECRET_TOKEN = 'do-not-leak';
@@ -171,16 +171,7 @@ function rawRequest(url: string, lines: string[]): Promise<{ status: number; bod
 
 
 /** The pids lifecycle.sh recorded for a test id: [script, background child]. */
-async function pidsOf(id: string): Promise<[number, number]> {
-  const file = join(WORK, `${id}.pids`);
-  await waitFor(() => existsSync(file), 5000, `${file} to be written`);
-  const [script, child] = readFileSync(file, 'utf8').trim().split(' ').map(Number);
-  return [script, child];
-}
-
-async function expectGone(pids: number[]): Promise<void> {
-  await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, `processes ${pids.join(', ')} to be gone`);
-}
+const pidsOf = (id: string) => recordedPids(WORK, id);
 
 let nextId = 0;
 const newId = (label: string) => `${label}-${++nextId}`;

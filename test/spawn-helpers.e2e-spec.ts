@@ -31,7 +31,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sharedSpawnHelpers } from '../lib/cgi/spawn-helper-pool.js';
 import { startNest, type Started } from './fixtures/start.js';
-import { isAlive, waitFor, within } from './fixtures/waiting.js';
+import { expectGone, isAlive, recordedPids, waitFor, within } from './fixtures/waiting.js';
 
 const ROOT = realpathSync(fileURLToPath(new URL('..', import.meta.url)));
 const FIXTURES = join(ROOT, 'test/fixtures/spawn-helpers');
@@ -279,16 +279,7 @@ function unixSocketsAt(path: string): number {
 }
 
 /** The pids slow.sh recorded for a test id: [script, background child]. */
-async function pidsOf(id: string): Promise<[number, number]> {
-  const file = join(WORK, `${id}.pids`);
-  await waitFor(() => existsSync(file), 5000, `${file} to be written`);
-  const [script, child] = readFileSync(file, 'utf8').trim().split(' ').map(Number);
-  return [script, child];
-}
-
-async function expectGone(pids: number[]): Promise<void> {
-  await waitFor(() => pids.every((pid) => !isAlive(pid)), 5000, `processes ${pids.join(', ')} to be gone`);
-}
+const pidsOf = (id: string) => recordedPids(WORK, id);
 
 let nextId = 0;
 const newId = (label: string) => `${label}-${++nextId}`;
