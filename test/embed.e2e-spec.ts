@@ -100,20 +100,24 @@ interface Hosted {
   close(): Promise<void>;
 }
 
-async function plainHost(cfg: InnerConfig, source: NestAppSource = InnerModule.forRoot(cfg), options?: EmbedOptions) {
-  const listener = await createRequestListener(source, options);
-  const server = http.createServer(listener);
+/** Serves `server` on an ephemeral port; closing it closes the server, then the embedded app. */
+async function serveHost<T extends { close(): Promise<void> }>(server: Server, prefix: string, cfg: InnerConfig, app: T) {
   const origin = await listen(server);
   return {
     origin,
-    prefix: '',
+    prefix,
     config: cfg,
-    listener,
     close: async () => {
       await closeServer(server);
-      await listener.close();
+      await app.close();
     },
   };
+}
+
+async function plainHost(cfg: InnerConfig, source: NestAppSource = InnerModule.forRoot(cfg), options?: EmbedOptions) {
+  const listener = await createRequestListener(source, options);
+  const server = http.createServer(listener);
+  return { ...(await serveHost(server, '', cfg, listener)), listener };
 }
 
 async function expressHost(cfg: InnerConfig, source: NestAppSource = InnerModule.forRoot(cfg)) {
@@ -121,17 +125,7 @@ async function expressHost(cfg: InnerConfig, source: NestAppSource = InnerModule
   const app = express();
   app.use('/nest', listener);
   const server = http.createServer(app);
-  const origin = await listen(server);
-  return {
-    origin,
-    prefix: '/nest',
-    config: cfg,
-    listener,
-    close: async () => {
-      await closeServer(server);
-      await listener.close();
-    },
-  };
+  return { ...(await serveHost(server, '/nest', cfg, listener)), listener };
 }
 
 async function koaHost(cfg: InnerConfig) {
@@ -146,17 +140,7 @@ async function koaHost(cfg: InnerConfig) {
     ctx.body = 'koa itself';
   });
   const server = http.createServer(app.callback());
-  const origin = await listen(server);
-  return {
-    origin,
-    prefix: '/nest',
-    config: cfg,
-    listener,
-    close: async () => {
-      await closeServer(server);
-      await listener.close();
-    },
-  };
+  return { ...(await serveHost(server, '/nest', cfg, listener)), listener };
 }
 
 async function honoHost(cfg: InnerConfig, source: NestAppSource = InnerModule.forRoot(cfg)) {
@@ -165,17 +149,7 @@ async function honoHost(cfg: InnerConfig, source: NestAppSource = InnerModule.fo
   app.all('/nest/*', (c) => handler(c.req.raw));
   app.get('/', (c) => c.text('hono itself'));
   const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
-  const origin = await listen(server);
-  return {
-    origin,
-    prefix: '/nest',
-    config: cfg,
-    handler,
-    close: async () => {
-      await closeServer(server);
-      await handler.close();
-    },
-  };
+  return { ...(await serveHost(server, '/nest', cfg, handler)), handler };
 }
 
 async function nestHost(cfg: InnerConfig) {
