@@ -19,6 +19,8 @@ export function pathInfoOf(req: unknown): string {
  * }
  * ```
  */
+// getArgByIndex(0) is the request, as switchToHttp().getRequest() is, without the three closures
+// switchToHttp() adds to the context Nest builds for every parameter of every request.
 export const PathInfo = createParamDecorator((_data: unknown, context: ExecutionContext) =>
-  pathInfoOf(context.switchToHttp().getRequest()),
+  pathInfoOf(context.getArgByIndex(0)),
 );

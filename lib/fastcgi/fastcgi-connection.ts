@@ -140,7 +140,7 @@ export class FastcgiConnection {
     // On a connection no worker has answered yet, a probe tells when one takes it.
     if (!this.answered) this.socket.write(encodeGetValues());
     this.socket.write(encodeBeginRequest(REQUEST_ID, keepConnection));
-    for (const record of encodeParams(REQUEST_ID, params)) this.socket.write(record);
+    this.socket.write(encodeParams(REQUEST_ID, params));
     active.sendInput(input);
     this.socket.uncork();
     return active;

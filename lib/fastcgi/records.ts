@@ -35,15 +35,24 @@ export interface FcgiRecord {
 /** One record, padded to a multiple of 8 bytes as the spec recommends. */
 export function encodeRecord(type: RecordType, requestId: number, content: Buffer = Buffer.alloc(0)): Buffer {
   if (content.length > MAX_CONTENT) throw new RangeError('FastCGI record content exceeds 65535 bytes');
-  const padding = (8 - (content.length % 8)) % 8;
+  const padding = paddingFor(content.length);
   const record = Buffer.alloc(HEADER_SIZE + content.length + padding);
-  record[0] = FCGI_VERSION;
-  record[1] = type;
-  record.writeUInt16BE(requestId, 2);
-  record.writeUInt16BE(content.length, 4);
-  record[6] = padding;
+  writeHeader(record, 0, type, requestId, content.length, padding);
   content.copy(record, HEADER_SIZE);
   return record;
+}
+
+function paddingFor(contentLength: number): number {
+  return (8 - (contentLength % 8)) % 8;
+}
+
+function writeHeader(target: Buffer, at: number, type: RecordType, requestId: number, contentLength: number, padding: number): void {
+  target[at] = FCGI_VERSION;
+  target[at + 1] = type;
+  target.writeUInt16BE(requestId, at + 2);
+  target.writeUInt16BE(contentLength, at + 4);
+  target[at + 6] = padding;
+  target[at + 7] = 0;
 }
 
 /** A stream's bytes as records of at most 65535 bytes each. */
@@ -62,15 +71,55 @@ export function encodeBeginRequest(requestId: number, keepConnection: boolean): 
   return encodeRecord(RecordType.BeginRequest, requestId, body);
 }
 
-/** Name-value pairs (spec 3.4), then the empty record that ends the PARAMS stream. */
-export function encodeParams(requestId: number, params: Record<string, string>): Buffer[] {
-  const parts: Buffer[] = [];
-  for (const [name, value] of Object.entries(params)) {
-    const n = Buffer.from(name, 'latin1');
-    const v = Buffer.from(value, 'utf8');
-    parts.push(encodeLength(n.length), encodeLength(v.length), n, v);
+/**
+ * Name-value pairs (spec 3.4) as PARAMS records, then the empty record that ends the stream,
+ * in one buffer. Sizes are counted first so that the pairs are written once, in place: a
+ * request's twenty-odd params used to cost four small buffers each.
+ */
+export function encodeParams(requestId: number, params: Record<string, string>): Buffer {
+  const names = Object.keys(params);
+  const valueLengths = names.map((name) => Buffer.byteLength(params[name], 'utf8'));
+  let size = 0;
+  for (let i = 0; i < names.length; i++) {
+    // Names are written as latin1: one byte per character.
+    size += lengthSize(names[i].length) + lengthSize(valueLengths[i]) + names[i].length + valueLengths[i];
   }
-  return [...encodeStream(RecordType.Params, requestId, Buffer.concat(parts)), encodeRecord(RecordType.Params, requestId)];
+  if (size === 0) return encodeRecord(RecordType.Params, requestId);
+  if (size > MAX_CONTENT) {
+    const pairs = Buffer.allocUnsafe(size);
+    writePairs(pairs, 0, names, params, valueLengths);
+    return Buffer.concat([...encodeStream(RecordType.Params, requestId, pairs), encodeRecord(RecordType.Params, requestId)]);
+  }
+  const padding = paddingFor(size);
+  const records = Buffer.allocUnsafe(HEADER_SIZE + size + padding + HEADER_SIZE);
+  writeHeader(records, 0, RecordType.Params, requestId, size, padding);
+  const end = writePairs(records, HEADER_SIZE, names, params, valueLengths);
+  records.fill(0, end, end + padding);
+  writeHeader(records, end + padding, RecordType.Params, requestId, 0, 0);
+  return records;
+}
+
+function writePairs(target: Buffer, at: number, names: string[], params: Record<string, string>, valueLengths: number[]): number {
+  for (let i = 0; i < names.length; i++) {
+    at = writeLength(target, at, names[i].length);
+    at = writeLength(target, at, valueLengths[i]);
+    at += target.write(names[i], at, 'latin1');
+    at += target.write(params[names[i]], at, 'utf8');
+  }
+  return at;
+}
+
+function lengthSize(length: number): number {
+  return length < 0x80 ? 1 : 4;
+}
+
+function writeLength(target: Buffer, at: number, length: number): number {
+  if (length < 0x80) {
+    target[at] = length;
+    return at + 1;
+  }
+  target.writeUInt32BE((length | 0x80000000) >>> 0, at);
+  return at + 4;
 }
 
 /**
@@ -78,15 +127,10 @@ export function encodeParams(requestId: number, params: Record<string, string>):
  * but that one comes: a responder answers as soon as a worker has taken the connection.
  */
 export function encodeGetValues(): Buffer {
-  const name = Buffer.from('FCGI_MPXS_CONNS', 'latin1');
-  return encodeRecord(RecordType.GetValues, 0, Buffer.concat([encodeLength(name.length), encodeLength(0), name]));
-}
-
-function encodeLength(length: number): Buffer {
-  if (length < 0x80) return Buffer.from([length]);
-  const buf = Buffer.alloc(4);
-  buf.writeUInt32BE((length | 0x80000000) >>> 0);
-  return buf;
+  const name = 'FCGI_MPXS_CONNS';
+  const pair = Buffer.allocUnsafe(2 + name.length);
+  writePairs(pair, 0, [name], { [name]: '' }, [0]);
+  return encodeRecord(RecordType.GetValues, 0, pair);
 }
 
 /** Splits a byte stream into records; feed it whatever the socket delivers. */

@@ -36,13 +36,36 @@ export function splitPrefix(path: string, pathInfo: string): { prefix: string; p
  * trailing slash).
  */
 export function pathInfoFromPattern(pattern: string | undefined, path: string): string {
-  const patternSegments = (pattern ?? path).split('/');
-  let wildcard = patternSegments.findIndex((segment) => segment.startsWith('*') || segment.startsWith('{*'));
-  if (wildcard === -1) {
-    wildcard = patternSegments.length;
-    while (wildcard > 1 && patternSegments[wildcard - 1] === '') wildcard--;
+  const prefixSegments = pattern === undefined ? segmentsBeforeWildcard(path) : cachedSegmentsBeforeWildcard(pattern);
+  if (prefixSegments === 0) return '/' + path;
+  // The slash that starts the first segment after the prefix, if the path has one.
+  let slash = -1;
+  for (let i = 0; i < prefixSegments; i++) {
+    slash = path.indexOf('/', slash + 1);
+    if (slash === -1) return '';
   }
-  const segments = path.split('/');
-  if (segments.length <= wildcard) return '';
-  return '/' + segments.slice(wildcard).join('/');
+  return path.slice(slash);
+}
+
+/** Route patterns are few and fixed; request paths are not, and are never cached. */
+const patternPrefixes = new Map<string, number>();
+
+function cachedSegmentsBeforeWildcard(pattern: string): number {
+  let count = patternPrefixes.get(pattern);
+  if (count === undefined) {
+    count = segmentsBeforeWildcard(pattern);
+    patternPrefixes.set(pattern, count);
+  }
+  return count;
+}
+
+/** How many `/`-separated segments (the empty one before a leading `/` included) precede the wildcard. */
+function segmentsBeforeWildcard(pattern: string): number {
+  const segments = pattern.split('/');
+  let wildcard = segments.findIndex((segment) => segment.startsWith('*') || segment.startsWith('{*'));
+  if (wildcard === -1) {
+    wildcard = segments.length;
+    while (wildcard > 1 && segments[wildcard - 1] === '') wildcard--;
+  }
+  return wildcard;
 }
