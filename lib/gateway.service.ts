@@ -188,12 +188,12 @@ export class GatewayService implements OnApplicationBootstrap {
     const { prefix, pathInfo } = splitPrefix(path, requestedPathInfo);
     const name = options.name ?? (prefix || '/');
     const abort = new AbortController();
-    const onClientClose = () => {
-      if (!res?.writableFinished) abort.abort(new Error('Client disconnected'));
-    };
     const res = (req as IncomingMessage & { res?: ServerResponse }).res;
-    res?.once('close', onClientClose);
-    abort.signal.addEventListener('abort', () => res?.off('close', onClientClose), { once: true });
+    // Left on until the response closes, also after an abort (aborting twice is a no-op): an
+    // 'abort' listener to take it off would cost every request more than it saves.
+    res?.once('close', () => {
+      if (!res.writableFinished) abort.abort(new Error('Client disconnected'));
+    });
     if (options.signal) {
       if (options.signal.aborted) abort.abort(options.signal.reason);
       else options.signal.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
