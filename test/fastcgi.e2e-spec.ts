@@ -321,6 +321,9 @@ describe('fastcgiApp: php-fpm with a document root', () => {
   let fpm: Peer;
   let s: Started;
   const apps: FcgiApp[] = [];
+  // Params beyond one PARAMS record (65535 bytes), with characters of 2 and 3 bytes in UTF-8.
+  const bigMode = `é€ ${'x'.repeat(40_000)}`;
+  const bigExtra = 'y'.repeat(40_000);
 
   beforeAll(async () => {
     fpm = await startPhpFpm(8);
@@ -364,6 +367,7 @@ describe('fastcgiApp: php-fpm with a document root', () => {
           mountClass('fpm', php),
           mountClass('fpm-svc', php, { remoteUser: 'svc-account' }),
           mountClass('fpm-env', php, { env: { APP_MODE: 'mount' } }),
+          mountClass('fpm-bigenv', php, { env: { APP_MODE: bigMode, APP_EXTRA: bigExtra } }),
           mountClass('fpm-capped', capped),
           FilterController,
           PassController,
@@ -477,6 +481,16 @@ describe('fastcgiApp: php-fpm with a document root', () => {
   it("puts the app's env params, and a mount's env over them, into $_SERVER", async () => {
     expect((await request(s.url).get('/fpm/info.php')).body.app_mode).toBe('fixed');
     expect((await request(s.url).get('/fpm-env/info.php')).body.app_mode).toBe('mount');
+  });
+
+  it('sends params too large for one FastCGI record whole, and keeps serving after them', async () => {
+    for (let i = 0; i < 3; i++) {
+      const big = await request(s.url).get('/fpm-bigenv/info.php');
+      expect(big.status).toBe(200);
+      // Compared as booleans: a failure would print 40,000 characters.
+      expect([big.body.app_mode === bigMode, big.body.app_extra_length]).toEqual([true, bigExtra.length]);
+      expect((await request(s.url).get('/fpm/info.php')).body.app_mode).toBe('fixed');
+    }
   });
 
   it('answers 200 concurrent requests with a pool of 8 (all 200)', async () => {

@@ -85,11 +85,7 @@ export function encodeParams(requestId: number, params: Record<string, string>):
     size += lengthSize(names[i].length) + lengthSize(valueLengths[i]) + names[i].length + valueLengths[i];
   }
   if (size === 0) return encodeRecord(RecordType.Params, requestId);
-  if (size > MAX_CONTENT) {
-    const pairs = Buffer.allocUnsafe(size);
-    writePairs(pairs, 0, names, params, valueLengths);
-    return Buffer.concat([...encodeStream(RecordType.Params, requestId, pairs), encodeRecord(RecordType.Params, requestId)]);
-  }
+  if (size > MAX_CONTENT) return encodeLongParams(requestId, names, params, valueLengths);
   const padding = paddingFor(size);
   const records = Buffer.allocUnsafe(HEADER_SIZE + size + padding + HEADER_SIZE);
   writeHeader(records, 0, RecordType.Params, requestId, size, padding);
@@ -97,6 +93,31 @@ export function encodeParams(requestId: number, params: Record<string, string>):
   records.fill(0, end, end + padding);
   writeHeader(records, end + padding, RecordType.Params, requestId, 0, 0);
   return records;
+}
+
+/**
+ * PARAMS beyond one record: each record carries whole pairs, as PHP reads every record's
+ * pairs on their own (a pair cut at a record boundary makes php-fpm drop the connection).
+ * Only a pair longer than a record itself is cut, as the spec allows.
+ */
+function encodeLongParams(requestId: number, names: string[], params: Record<string, string>, valueLengths: number[]): Buffer {
+  const records: Buffer[] = [];
+  let first = 0;
+  while (first < names.length) {
+    let size = 0;
+    let end = first;
+    while (end < names.length) {
+      const pair = lengthSize(names[end].length) + lengthSize(valueLengths[end]) + names[end].length + valueLengths[end];
+      if (size + pair > MAX_CONTENT && end > first) break;
+      size += pair;
+      end++;
+    }
+    const pairs = Buffer.allocUnsafe(size);
+    writePairs(pairs, 0, names.slice(first, end), params, valueLengths.slice(first, end));
+    records.push(...encodeStream(RecordType.Params, requestId, pairs));
+    first = end;
+  }
+  return Buffer.concat([...records, encodeRecord(RecordType.Params, requestId)]);
 }
 
 function writePairs(target: Buffer, at: number, names: string[], params: Record<string, string>, valueLengths: number[]): number {
