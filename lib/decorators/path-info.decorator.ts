@@ -19,8 +19,8 @@ export function pathInfoOf(req: unknown): string {
  * }
  * ```
  */
-// getArgByIndex(0) is the request, as switchToHttp().getRequest() is, without the three closures
-// switchToHttp() adds to the context Nest builds for every parameter of every request.
 export const PathInfo = createParamDecorator((_data: unknown, context: ExecutionContext) =>
+  // The request, as switchToHttp().getRequest() gives it, without the three closures that
+  // switchToHttp() adds to the context Nest builds for every parameter of every request.
   pathInfoOf(context.getArgByIndex(0)),
 );
