@@ -23,7 +23,7 @@ import {
   type NestRequestListener,
 } from 'nest-gateway';
 import { createHash, randomBytes } from 'node:crypto';
-import http, { type IncomingHttpHeaders, type Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   BIG_SIZE,
@@ -34,42 +34,13 @@ import {
   type DripRecord,
   type InnerConfig,
 } from './fixtures/embed/inner-app.js';
+import { send } from './fixtures/http-client.js';
 import { startNest } from './fixtures/start.js';
 import { waitFor } from './fixtures/waiting.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-  json<T = Record<string, unknown>>(): T;
-}
-
-interface SendOptions {
-  method?: string;
-  headers?: Record<string, string>;
-  body?: Buffer | string;
-}
-
-/** One request on its own connection (no keep-alive left behind), the whole body read. */
-function send(url: string, options: SendOptions = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('error', reject);
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body.toString()) });
-      });
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
 
 const postJson = (url: string, value: unknown) =>
   send(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) });

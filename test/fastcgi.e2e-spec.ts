@@ -12,11 +12,11 @@ import http from 'node:http';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { authenticate, basic } from './fixtures/login.js';
 import { startFcgiwrap, startPhpFpm, startUwsgiFastcgi, type Peer } from './fixtures/peers.js';
+import { send } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
 
@@ -30,35 +30,6 @@ type FcgiApp = ReturnType<typeof fastcgiApp>;
 // ---------------------------------------------------------------------------------------------
 
 
-
-interface RawResponse {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** A request with node:http (chunked body when `chunks` are given without a Content-Length). */
-function send(
-  url: string,
-  options: { method?: string; headers?: http.OutgoingHttpHeaders; chunks?: Buffer[] } = {},
-): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(parts) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    (async () => {
-      for (const chunk of options.chunks ?? []) {
-        req.write(chunk);
-        await sleep(5);
-      }
-      req.end();
-    })().catch(reject);
-  });
-}
 
 /** Streams a response through sha256 without keeping it. */
 function hashOf(url: string): Promise<{ status: number; length: number; sha256: string }> {
@@ -450,7 +421,8 @@ describe('fastcgiApp: php-fpm with a document root', () => {
     const res = await send(`${s.url}/fpm/info.php`, {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
-      chunks,
+      body: chunks,
+      chunkPauseMs: 5,
     });
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body.toString())).toMatchObject({

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
+import { send, type Reply } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
 
@@ -210,30 +211,6 @@ class CallController {
   }
 }
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** One request over a fresh connection; `body` chunks are written in turn. */
-function send(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: Array<string | Buffer> } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    for (const chunk of options.body ?? []) req.write(chunk);
-    req.end();
-  });
-}
-
 /** GETs `path` and disconnects after the first chunk of the response. */
 function disconnectAfterFirstChunk(url: string, options: { method?: string; headers: Record<string, string>; body?: string }) {
   return new Promise<void>((resolve, reject) => {
@@ -266,7 +243,7 @@ describe('fetch apps', () => {
     it('streams a POST body to the app while the client is still sending it', async () => {
       const [id, probe] = newProbe();
       const part = 'x'.repeat(64 * 1024);
-      const reply = new Promise<Reply>((resolve, reject) => {
+      const reply = new Promise<Pick<Reply, 'status' | 'body'>>((resolve, reject) => {
         const req = http.request(`${s.url}${prefix}/stream-in`, {
           method: 'POST',
           agent: false,
@@ -275,7 +252,7 @@ describe('fetch apps', () => {
         req.on('response', (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }));
         });
         req.on('error', reject);
         req.write(part);

@@ -27,6 +27,7 @@ import {
   startUwsgiHttp,
   type UpstreamProcess,
 } from './fixtures/proxy/upstreams.js';
+import { send, type Reply } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
 
@@ -77,27 +78,6 @@ const echo: RequestListener = (req, res) => {
     );
   });
 };
-
-interface RawResponse {
-  status: number;
-  headers: IncomingMessage['headers'];
-  rawHeaders: string[];
-  body: Buffer;
-}
-
-/** One request on its own connection with exactly the headers given (Connection, TE allowed). */
-function rawRequest(url: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
 
 /** Resolves once `read()` has returned the same value for `quietMs` (the flow has stopped). */
 async function settled(read: () => number, quietMs = 400, maxMs = 10_000): Promise<number> {
@@ -428,7 +408,7 @@ describe('hop-by-hop headers', () => {
   });
 
   it('drops request headers listed in Connection, and TE / Keep-Alive', async () => {
-    const res = await rawRequest(`${s.url}/node/echo`, {
+    const res = await send(`${s.url}/node/echo`, {
       headers: {
         connection: 'keep-alive, X-Hop-Secret',
         'x-hop-secret': 'do-not-forward',
@@ -447,7 +427,7 @@ describe('hop-by-hop headers', () => {
   });
 
   it('drops hop-by-hop response headers of the upstream', async () => {
-    const res = await rawRequest(`${s.url}/node/hop-response`);
+    const res = await send(`${s.url}/node/hop-response`);
     expect(res.status).toBe(200);
     expect(res.body.toString()).toBe('ok');
     expect(res.headers['x-end-to-end']).toBe('kept');
@@ -542,13 +522,13 @@ describe('request and response details', () => {
     ['/node?q=1', '/?q=1'],
     ['/node/a%2Fb/%C3%A9/..%2F?x=%20&y', '/a%2Fb/%C3%A9/..%2F?x=%20&y'],
   ])('sends %s upstream as %s (undecoded)', async (path, expected) => {
-    const res = await rawRequest(`${s.url}${path}`);
+    const res = await send(`${s.url}${path}`);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body.toString()).url).toBe(expected);
   });
 
   it('keeps every Set-Cookie of the upstream separate', async () => {
-    const res = await rawRequest(`${s.url}/node/cookies`);
+    const res = await send(`${s.url}/node/cookies`);
     const cookies = res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]));
     expect(cookies).toEqual(['a=1; Path=/', 'b=2; Path=/; HttpOnly', 'c=3, with comma; Path=/']);
   });
@@ -558,24 +538,24 @@ describe('request and response details', () => {
     teapot.resume();
     expect(teapot.statusCode).toBe(418);
     expect(teapot.statusMessage).toBe('Short And Stout');
-    const empty = await rawRequest(`${s.url}/node/no-content`);
+    const empty = await send(`${s.url}/node/no-content`);
     expect(empty.status).toBe(204);
     expect(empty.body.length).toBe(0);
   });
 
   it('answers HEAD with the upstream’s headers and no body', async () => {
-    const head = await rawRequest(`${s.url}/node/sized`, { method: 'HEAD' });
+    const head = await send(`${s.url}/node/sized`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers['x-method']).toBe('HEAD');
     expect(head.headers['content-length']).toBe('11');
     expect(head.body.length).toBe(0);
     // The connection is still usable: a GET right after gets its body.
-    const get = await rawRequest(`${s.url}/node/sized`);
+    const get = await send(`${s.url}/node/sized`);
     expect(get.body.toString()).toBe('eleven byte');
   });
 
   it('handles Expect: 100-continue (the body follows the interim response)', async () => {
-    const res = await new Promise<RawResponse>((resolve, reject) => {
+    const res = await new Promise<Omit<Reply, 'json'>>((resolve, reject) => {
       const req = http.request(`${s.url}/node/continue`, {
         method: 'POST',
         agent: false,
@@ -1063,7 +1043,7 @@ describe('upstream failures', () => {
   // the 413 from the same upstream every time. Real peers do this intermittently: Flask
   // refusing an upload unread gave 502 in 1 to 5 of 10 tries under gunicorn and uWSGI.
   it.failing('passes on the answer an upstream gives before reading the upload (413), then resets', async () => {
-    const res = await new Promise<RawResponse>((resolve, reject) => {
+    const res = await new Promise<Omit<Reply, 'json'>>((resolve, reject) => {
       const req = http.request(`${s.url}/early/upload`, {
         method: 'POST',
         agent: false,

@@ -8,6 +8,7 @@ import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { send } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -131,40 +132,6 @@ class ConsumingController {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Client side: node:http, so that Content-Length / chunking is exactly what the test says
-// ---------------------------------------------------------------------------------------------
-
-interface Sent {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-function send(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: Buffer | Readable },
-): Promise<Sent> {
-  return new Promise((resolve, reject) => {
-    const { body } = options;
-    const headers: Record<string, string> = { ...options.headers };
-    if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length);
-    const req = http.request(url, { method: options.method ?? 'POST', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (body instanceof Readable) body.pipe(req);
-    else req.end(body);
-  });
-}
-
-function json<T>(sent: Sent): T {
-  return JSON.parse(sent.body.toString('utf8')) as T;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Bodies
 // ---------------------------------------------------------------------------------------------
 
@@ -253,12 +220,13 @@ describe('request bodies (default replay limit)', () => {
       const headers: Record<string, string> = {};
       if (bodyCase.contentType) headers['content-type'] = bodyCase.contentType;
       const res = await send(`${s.url}${target.path}`, {
+        method: 'POST',
         headers,
         body: bodyCase.chunked ? trickle(bodyCase.bytes) : bodyCase.bytes,
       });
 
       expect(res.status).toBe(200);
-      const got = json<BodyReport>(res);
+      const got = res.json<BodyReport>();
       expect(got.app).toBe(target.app);
       expect(got.method).toBe('POST');
       expect(got.contentType).toBe(bodyCase.contentType ?? null);
@@ -279,9 +247,9 @@ describe('request bodies (default replay limit)', () => {
     expect(padded.length).toBe(2 * 1024 * 1024);
 
     for (const path of ['/mount-node/big', '/mount-fetch/big']) {
-      const res = await send(`${s.url}${path}`, { headers: { 'content-type': 'application/json' }, body: padded });
+      const res = await send(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: padded });
       expect(res.status).toBe(200);
-      const got = json<BodyReport>(res);
+      const got = res.json<BodyReport>();
       expect(got.contentType).toBe('application/json');
       expect(got.length).toBe(padded.length);
       expect(got.sha256).toBe(sha256(padded));
@@ -310,12 +278,13 @@ describe('request bodies (default replay limit)', () => {
     }, 10);
     try {
       const res = await send(`${s.url}/count/upload`, {
+        method: 'POST',
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(total) },
         body: upload,
       });
       peak = Math.max(peak, process.memoryUsage().rss);
       expect(res.status).toBe(200);
-      expect(json<{ length: number; sha256: string }>(res)).toEqual({ length: total, sha256: sentHash.digest('hex') });
+      expect(res.json<{ length: number; sha256: string }>()).toEqual({ length: total, sha256: sentHash.digest('hex') });
     } finally {
       clearInterval(sampler);
     }
@@ -325,9 +294,13 @@ describe('request bodies (default replay limit)', () => {
 
   it('replays the same JSON body to two apps called from one handler', async () => {
     const body = Buffer.from(TRICKY_JSON);
-    const res = await send(`${s.url}/twice`, { headers: { 'content-type': 'application/json' }, body });
+    const res = await send(`${s.url}/twice`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     expect(res.status).toBe(201);
-    const { first, second } = json<{ first: BodyReport; second: BodyReport }>(res);
+    const { first, second } = res.json<{ first: BodyReport; second: BodyReport }>();
     expect(first.app).toBe('node');
     expect(second.app).toBe('fetch');
     expect(first.hex).toBe(body.toString('hex'));
@@ -336,9 +309,13 @@ describe('request bodies (default replay limit)', () => {
 
   it('replays a body no parser read (octet-stream): the first app streams it, the second gets the recording', async () => {
     const body = randomBytes(10_000);
-    const res = await send(`${s.url}/twice`, { headers: { 'content-type': 'application/octet-stream' }, body });
+    const res = await send(`${s.url}/twice`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body,
+    });
     expect(res.status).toBe(201);
-    const { first, second } = json<{ first: BodyReport; second: BodyReport }>(res);
+    const { first, second } = res.json<{ first: BodyReport; second: BodyReport }>();
     expect(first.sha256).toBe(sha256(body));
     expect(second.sha256).toBe(sha256(body));
     expect(first.length).toBe(body.length);
@@ -347,9 +324,13 @@ describe('request bodies (default replay limit)', () => {
 
   it('delivers a JSON body that body-parser already parsed for a controller route byte-identical (replay)', async () => {
     const body = Buffer.from(`  ${TRICKY_JSON}\n`);
-    const res = await send(`${s.url}/parsed`, { headers: { 'content-type': 'application/json' }, body });
+    const res = await send(`${s.url}/parsed`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
     expect(res.status).toBe(201);
-    const { parsedByNest, app } = json<{ parsedByNest: unknown; app: BodyReport }>(res);
+    const { parsedByNest, app } = res.json<{ parsedByNest: unknown; app: BodyReport }>();
     // body-parser did read the stream (last duplicate wins, the big number lost precision)...
     expect(parsedByNest).toEqual({ a: 12345678901234567890123 });
     // ...and the app still got the client's exact bytes.
@@ -369,6 +350,7 @@ describe('request bodies (bodyReplayLimit: 0)', () => {
 
   it('answers 500 (not a hang) when the handler consumed the body before callApp, and logs why', async () => {
     const res = await send(`${s.url}/consumed/x`, {
+        method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
       body: randomBytes(5000),
     });
