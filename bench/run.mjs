@@ -46,8 +46,8 @@ async function startProcess(name, command, args, { ready, env } = {}) {
 }
 
 /** A Node server from bench/servers/: waits for its `{"port":N}` line. */
-async function startServer(name, file, args = []) {
-  return startProcess(name, process.execPath, [join(here, 'servers', file), ...args], {
+async function startServer(name, file, args = [], nodeArgs = []) {
+  return startProcess(name, process.execPath, [...nodeArgs, join(here, 'servers', file), ...args], {
     ready: async (server) => {
       let line = '';
       const port = await new Promise((resolve, reject) => {
@@ -350,6 +350,9 @@ async function main() {
     streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
     streamCallapp: await startServer('nest-stream-callapp', 'nest-stream-callapp.mjs'),
     streamFloor: await startServer('nest-stream-floor', 'nest-stream-floor.mjs'),
+    // Row 7's context: V8 sizing, not the gateway, is what slows big uploads in a Nest process.
+    besideNest: await startServer('upstream-beside-nest', 'upstream.mjs', ['--beside-nest']),
+    streamMountSemi: await startServer('nest-stream-mount-semi', 'nest-stream-mount.mjs', [], ['--min-semi-space-size=16']),
     ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
   };
   if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
@@ -437,8 +440,10 @@ async function main() {
   // gateway's own RSS growth must stay small.
   const streamTargets = [
     { key: 'direct', label: 'the Node listener, direct (no Nest)', url: `${upstream.base}/stream`, who: upstream },
-    { key: 'nestFloor', label: 'the same listener in a Nest controller by hand (`@Res()`, no gateway; context only)', url: `${S.streamFloor.base}/s/stream`, who: S.streamFloor },
+    { key: 'besideNest', label: 'the same Node listener, direct, in a process that has also booted a Nest app it does not use (context only)', url: `${S.besideNest.base}/stream`, who: S.besideNest, ref: 'direct', context: true },
+    { key: 'nestFloor', label: 'the same listener in a Nest controller by hand (`@Res()`, no gateway; context only)', url: `${S.streamFloor.base}/s/stream`, who: S.streamFloor, ref: 'direct', context: true },
     { key: 'mount', label: '`@MountGateway` of the same Node listener', url: `${S.streamMount.base}/s/stream`, who: S.streamMount, ref: 'direct' },
+    { key: 'mountSemi', label: '`@MountGateway` as above, Node started with `--min-semi-space-size=16` (context only)', url: `${S.streamMountSemi.base}/s/stream`, who: S.streamMountSemi, ref: 'direct', context: true },
     { key: 'callapp', label: '`callApp` of the same Node listener, response returned', url: `${S.streamCallapp.base}/s/stream`, who: S.streamCallapp, ref: 'direct' },
     { key: 'proxy', label: '`proxyApp` to the same Node listener (upstream process)', url: `${S.proxy.base}/p/stream`, who: S.proxy, ref: 'direct' },
     ...(apache ? [{ key: 'apacheCgi', label: 'Apache mod_cgid running `bench/fixtures/stream.cgi`', url: `${apache.base}/c/stream.cgi`, who: apache }] : []),
@@ -476,7 +481,7 @@ async function main() {
     const ref = streams.find((x) => x.key === target.ref);
     const ratio = ref ? Math.min(ref.downSeconds / r.downSeconds, ref.upSeconds / r.upSeconds) : undefined;
     const sound = hashesEqual && r.downStatus === 200 && r.upStatus === 200 && r.down.bytes === CFG.streamMiB * MIB;
-    const ok = !target.ref ? sound : sound && growth < 64 * MIB && (ratio === undefined || ratio >= 0.8);
+    const ok = !target.ref || target.context ? sound : sound && growth < 64 * MIB && (ratio === undefined || ratio >= 0.8);
     streams.push({ ...target, ...r, growth, hashesEqual, ratio, ok });
     log(`stream ${target.key}: down ${r.downSeconds.toFixed(1)} s, up ${r.upSeconds.toFixed(1)} s, RSS growth ${(growth / MIB).toFixed(1)} MiB${ratio === undefined ? '' : `, ${ratio.toFixed(2)}x of ${target.ref}`}, ${ok ? 'OK' : 'FAILED'}`);
   }
@@ -605,7 +610,7 @@ function report(R) {
   for (const s of streams) {
     const rate = (secs) => `${secs.toFixed(1)} s (${(CFG.streamMiB / secs).toFixed(0)} MiB/s)`;
     const vs = s.ratio === undefined ? (s.ref ? 'no reference' : 'reference') : `${s.ratio.toFixed(2)}x of ${streams.find((x) => x.key === s.ref).label}`;
-    const result = s.ref ? (s.ok ? 'met' : '**missed**') : s.ok ? 'reference' : '**failed**';
+    const result = !s.ok && (s.context || !s.ref) ? '**failed**' : s.context ? 'context' : s.ref ? (s.ok ? 'met' : '**missed**') : 'reference';
     L(`| ${s.label} | ${rate(s.downSeconds)} | ${rate(s.upSeconds)} | ${s.hashesEqual ? 'equal' : '**different**'} | ${(s.growth / MIB).toFixed(1)} | ${vs} | ${result} |`);
   }
   L();
