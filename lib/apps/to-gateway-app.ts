@@ -12,12 +12,26 @@ export type GatewayAppLike =
   | { fetch: FetchHandler }
   | Server;
 
+/** What each app object was normalised to: `callApp(app, …)` runs per request. */
+const normalised = new WeakMap<object, GatewayApp>();
+
 /**
  * Normalises any supported app to a GatewayApp. Functions are Node listeners unless they take
  * exactly one parameter (a fetch handler); use `nodeApp()` or `fetchApp()` to be explicit.
+ * The result is remembered per app object, so a Koa app's `callback()` is taken once, on the
+ * first call, as a mount takes it once at declaration.
  */
 export function toGatewayApp(app: GatewayAppLike): GatewayApp {
   if (isGatewayApp(app)) return app;
+  let gatewayApp = normalised.get(app);
+  if (!gatewayApp) {
+    gatewayApp = normalise(app);
+    normalised.set(app, gatewayApp);
+  }
+  return gatewayApp;
+}
+
+function normalise(app: Exclude<GatewayAppLike, GatewayApp>): GatewayApp {
   if (app instanceof Server) return nodeApp(app);
   if (typeof app === 'function') {
     const looksLikeExpress = 'handle' in app || 'use' in app;
