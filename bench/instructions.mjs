@@ -19,7 +19,10 @@ const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => existsSync(p));
 
-/** name → [server file, path]; `fpm` servers get the php-fpm socket and document root. */
+/**
+ * name → [server file, path]; `fpm` servers get the php-fpm socket and document root, `cgi` the
+ * scripts (the scripts and the spawn helpers are not counted: only the Node process is).
+ */
 const SERVERS = {
   express: ['express-mount.mjs', '/x/hello'],
   consumer: ['nest-consumer.mjs', '/x/hello'],
@@ -30,6 +33,7 @@ const SERVERS = {
   hono: ['nest-hono.mjs', '/h/hello'],
   native: ['nest-native.mjs', '/n/hello.php'],
   fastcgi: ['nest-fastcgi.mjs', '/f/hello.php', 'fpm'],
+  cgi: ['nest-cgi.mjs', '/c/hello.cgi', 'cgi'],
 };
 
 const args = process.argv.slice(2);
@@ -70,7 +74,9 @@ async function startPhpFpm() {
 async function count(name, fpm) {
   const [file, path, needs] = SERVERS[name];
   const out = mkdtempSync(join(tmpdir(), 'bench-callgrind-'));
-  const serverArgs = needs === 'fpm' ? [fpm.socketPath, join(root, 'bench/fixtures')] : [];
+  const fixtures = join(root, 'bench/fixtures');
+  const serverArgs =
+    needs === 'fpm' ? [fpm.socketPath, fixtures] : needs === 'cgi' ? [join(fixtures, 'hello.cgi'), join(fixtures, 'stream.cgi')] : [];
   const child = spawn(
     'valgrind',
     ['--tool=callgrind', `--callgrind-out-file=${out}/cg.%p`, '--instr-atstart=no', '--smc-check=all-non-file', 'node', join(root, 'bench/servers', file), ...serverArgs],

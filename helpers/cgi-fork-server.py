@@ -14,7 +14,7 @@
 # stdin/stdout/stderr (no "i": /dev/null). Replies on stdout:
 #   R <python version>                ready (first line)
 #   P <id> <pid>                      started, leader of its own process group
-#   X <id> <code or -1> <signal or 0> exited
+#   X <id> <code or -1> <signal or 0> <1 if no process of its group is left, else 0>   exited
 #   E <id> <reason>                   could not start
 # When stdin closes (the Node process ended or died), every group still running gets SIGTERM.
 import os
@@ -60,7 +60,16 @@ def reap():
             continue
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
         code = -1 if sig else os.WEXITSTATUS(status)
-        out.write(f'X {request_id} {code} {sig}\n')
+        # Usually nothing of the group is left: Node then has no group to stop (and does not
+        # signal a number that a new group may soon reuse).
+        try:
+            os.killpg(pid, 0)
+            alone = 0
+        except ProcessLookupError:
+            alone = 1
+        except OSError:
+            alone = 0
+        out.write(f'X {request_id} {code} {sig} {alone}\n')
 
 
 def spawn_as(program, args, env, cwd, sockets, uid, gid):

@@ -638,6 +638,33 @@ describe('spawn helpers: many requests at once', () => {
 // close()
 // ---------------------------------------------------------------------------------------------
 
+describe('spawn helpers: what is left of a process group at exit', () => {
+  const pool = new SpawnHelperPool({ helpers: 1 });
+  afterAll(() => pool.close());
+  const run = async (script: string) => {
+    const child = await pool.spawn({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdin: false });
+    child.stdout.resume();
+    child.stderr.resume();
+    return { pid: child.pid, exit: await within(child.exit, 5000, 'the script to exit') };
+  };
+
+  // The gateway skips stopping a group that is already empty: no signal to a number that a
+  // new process group may soon reuse, and no failed kill per request.
+  it('says the group is empty when the script forked nothing that lives on', async () => {
+    expect((await run('echo done')).exit).toEqual({ code: 0, signal: null, groupEmpty: true });
+  });
+
+  it('says it is not when a child of the script is still running in the group', async () => {
+    const { pid, exit } = await run('sleep 30 >/dev/null 2>&1 & echo started');
+    try {
+      expect(exit).toEqual({ code: 0, signal: null, groupEmpty: false });
+      expect(() => process.kill(-pid, 0)).not.toThrow();
+    } finally {
+      process.kill(-pid, 'SIGKILL');
+    }
+  });
+});
+
 describe('spawn helpers: close()', () => {
   let helpers: HelperProcess[];
   let dir: string;
@@ -741,7 +768,7 @@ describe('spawn helpers: idle helpers do not keep the process alive', () => {
     try {
       const code = await within(exited, 5000, `node to exit by itself (stdout: ${stdout}, stderr: ${stderr})`);
       expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-      expect(JSON.parse(stdout)).toEqual({ out: 'hello\n', exit: { code: 0, signal: null } });
+      expect(JSON.parse(stdout)).toEqual({ out: 'hello\n', exit: { code: 0, signal: null, groupEmpty: true } });
     } finally {
       if (node.exitCode === null && node.signalCode === null) {
         node.kill('SIGKILL');

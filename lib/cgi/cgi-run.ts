@@ -3,7 +3,7 @@ import type { GatewayExchange } from '../apps/gateway-app.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { respondFromOutput, type CgiResponseLimits } from './cgi-response.js';
 import type { CgiResponseHead } from './cgi-response-head.js';
-import { signalGroup, type CgiChild } from './spawner.js';
+import { signalGroup, type CgiChild, type CgiExit } from './spawner.js';
 import { logErrorOutput } from './stderr-log.js';
 
 /** Limits of one CGI process; see `CgiAppOptions` for their meaning and defaults. */
@@ -20,6 +20,8 @@ export interface CgiRunLimits extends CgiResponseLimits {
 export class CgiRun {
   private readonly tag: string;
   private exited = false;
+  /** The helper saw nothing of the group left when the script exited: there is nothing to stop. */
+  private groupEmpty = false;
   private finished = false;
   private stopped = false;
   private exitTimer: NodeJS.Timeout | undefined;
@@ -36,7 +38,7 @@ export class CgiRun {
   respond(input: Readable | null): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
     const { child, exchange, limits } = this;
     logErrorOutput(child.stderr, exchange.logger, this.tag, limits.maxStderrBytes);
-    void child.exit.then((exit) => this.onExit(exit.code, exit.signal));
+    void child.exit.then((exit) => this.onExit(exit));
     child.stdout.once('close', () => this.settle());
     this.feed(input);
     return respondFromOutput(child.stdout, exchange, limits, this.tag, (reason) => this.stop(reason));
@@ -68,8 +70,9 @@ export class CgiRun {
     });
   }
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit({ code, signal, groupEmpty }: CgiExit): void {
     this.exited = true;
+    this.groupEmpty = groupEmpty === true;
     this.onExited();
     if (!this.stopped) {
       if (code !== 0) this.exchange.logger.warn(`${this.tag} exited with ${signal ? `signal ${signal}` : `code ${code}`}`);
@@ -92,6 +95,7 @@ export class CgiRun {
   }
 
   private endGroup(): void {
+    if (this.groupEmpty) return;
     const pid = this.child.pid;
     if (!signalGroup(pid, 'SIGTERM')) return;
     setTimeout(() => signalGroup(pid, 'SIGKILL'), this.limits.killGrace).unref();

@@ -197,7 +197,7 @@ export class SpawnHelperPool implements CgiSpawner {
       spawn.exited = true;
       const code = Number(first);
       const signal = Number(second);
-      spawn.resolveExit({ code: code >= 0 ? code : null, signal: signal ? signalName(signal) : null });
+      spawn.resolveExit({ code: code >= 0 ? code : null, signal: signal ? signalName(signal) : null, groupEmpty: rest[0] === '1' });
       this.maybeForget(spawn);
     } else if (op === 'E') {
       const code = errnoCode(Number(first));

@@ -18,6 +18,12 @@ export interface CgiSpawnRequest {
 export interface CgiExit {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /**
+   * True when no process of the group was left at the exit (it forked nothing that lives
+   * on): the group then needs no stopping.
+   * @default undefined (not known: the group is signalled when the request ends)
+   */
+  groupEmpty?: boolean;
 }
 
 /** A running CGI process, leader of its own process group. */
