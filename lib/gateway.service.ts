@@ -8,11 +8,12 @@ import {
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
 import { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
 import { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';
 import { knownLength, toReadable } from './http/body-source.js';
+import { ClientExchange } from './http/client-exchange.js';
 import type { GatewayResponse } from './http/gateway-response.js';
 import { PathInfoError, splitPrefix, splitUrl } from './http/path-info.js';
 import { claimRequestBody, hasBody, isBodyUntouched, RequestBodyConsumedError } from './http/request-body.js';
@@ -156,12 +157,12 @@ export class GatewayService implements OnApplicationBootstrap {
     options: CallOptions,
     work: (exchange: GatewayExchange) => Promise<T>,
   ): Promise<T> {
-    const [exchange, abort] = this.createExchange(req, pathInfo, options);
+    const exchange = this.createExchange(req, pathInfo, options);
     try {
       return await work(exchange);
     } catch (error) {
       const clientGone = exchange.signal.aborted;
-      abort(error);
+      exchange.abort(error);
       throw this.toHttpError(error, exchange.name, clientGone);
     }
   }
@@ -177,37 +178,19 @@ export class GatewayService implements OnApplicationBootstrap {
     return response;
   }
 
-  private createExchange(
-    platformReq: unknown,
-    requestedPathInfo: string,
-    options: CallOptions,
-  ): [GatewayExchange, (reason: unknown) => void] {
+  private createExchange(platformReq: unknown, requestedPathInfo: string, options: CallOptions): ClientExchange {
     const req = rawRequest(platformReq);
     const originalUrl = originalUrlOf(platformReq);
     const { path, search } = splitUrl(originalUrl);
     const { prefix, pathInfo } = splitPrefix(path, requestedPathInfo);
-    const name = options.name ?? (prefix || '/');
-    const abort = new AbortController();
-    const res = (req as IncomingMessage & { res?: ServerResponse }).res;
-    // Left on until the response closes, also after an abort (aborting twice is a no-op): an
-    // 'abort' listener to take it off would cost every request more than it saves.
-    res?.once('close', () => {
-      if (!res.writableFinished) abort.abort(new Error('Client disconnected'));
-    });
-    if (options.signal) {
-      if (options.signal.aborted) abort.abort(options.signal.reason);
-      else options.signal.addEventListener('abort', () => abort.abort(options.signal?.reason), { once: true });
-    }
-
     const client = clientView(platformReq);
     const remoteUser = resolveRemoteUser(platformReq, options.remoteUser, this.options.remoteUser ?? defaultRemoteUser);
     const replacedBody = options.body !== undefined;
-    const rawHeaders = this.requestHeaders(req.rawHeaders, options, client.trustsProxy, remoteUser);
     const socket = req.socket;
-    const exchange: GatewayExchange = {
+    return new ClientExchange({
       req,
       method: (options.method ?? req.method ?? 'GET').toUpperCase(),
-      rawHeaders,
+      rawHeaders: this.requestHeaders(req.rawHeaders, options, client.trustsProxy, remoteUser),
       prefix,
       pathInfo,
       search,
@@ -218,13 +201,12 @@ export class GatewayService implements OnApplicationBootstrap {
       remoteUser,
       identityHeader: this.identityHeader,
       env: { ...options.env },
-      signal: abort.signal,
-      name,
+      name: options.name ?? (prefix || '/'),
       logger: this.logger,
       bodyIsLive: !replacedBody && (!hasBody(req) || isBodyUntouched(req)),
-      body: () => (replacedBody ? toReadable(options.body) : claimRequestBody(req)),
-    };
-    return [exchange, (reason) => abort.abort(reason)];
+      takeBody: () => (replacedBody ? toReadable(options.body) : claimRequestBody(req)),
+      callerSignal: options.signal,
+    });
   }
 
   /**

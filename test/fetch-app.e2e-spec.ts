@@ -124,6 +124,14 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
     request.signal.addEventListener('abort', () => probe.events.push('signal-abort'), { once: true });
     return new Response(endless(probe));
   },
+  /** Looks at the signal for the first time only after the client has had time to go away. */
+  async '/signal-late'(request) {
+    const probe = probeOf(request);
+    probe.events.push('waiting');
+    await sleep(300);
+    probe.events.push(request.signal.aborted ? 'late-aborted' : 'late-not-aborted');
+    return new Response('late');
+  },
   /** Only the lazy Request's signal is used. */
   '/signal-lazy'(request) {
     const probe = probeOf(request);
@@ -404,6 +412,27 @@ describe('fetch apps', () => {
       );
       await probe.seen('signal-abort');
       await probe.seen('cancel');
+    });
+  });
+
+  describe('request.signal first read after the client went away', () => {
+    it.each([
+      ['a mount', '/m/signal-late'],
+      ['callApp', '/c/signal-late'],
+    ])('%s: it is already aborted', async (_label, path) => {
+      const [id, probe] = newProbe();
+      const req = http.get(`${s.url}${path}`, { headers: { 'x-probe': id } });
+      req.on('error', () => undefined);
+      await probe.seen('waiting');
+      req.destroy();
+      await probe.seen('late-aborted');
+    });
+
+    it('and not aborted when the client stayed', async () => {
+      const [id, probe] = newProbe();
+      const res = await send(`${s.url}/m/signal-late`, { headers: { 'x-probe': id } });
+      expect(res.body.toString()).toBe('late');
+      await probe.seen('late-not-aborted');
     });
   });
 

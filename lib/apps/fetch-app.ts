@@ -33,7 +33,7 @@ function toRequest(exchange: GatewayExchange): Request {
     method: exchange.method,
     rawHeaders: exchange.rawHeaders,
     body: exchange.method === 'GET' || exchange.method === 'HEAD' ? null : exchange.body(),
-    signal: exchange.signal,
+    signalSource: exchange,
   });
 }
 

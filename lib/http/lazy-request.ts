@@ -10,7 +10,8 @@ export interface RequestSource {
   readonly rawHeaders: readonly string[];
   /** The body stream, or null for none. */
   readonly body: Readable | null;
-  readonly signal: AbortSignal;
+  /** Holds the request's signal; read only when the app asks for it (making one has a cost). */
+  readonly signalSource: { readonly signal: AbortSignal };
 }
 
 /**
@@ -28,7 +29,7 @@ function realRequest(source: RequestSource, headers: Headers): Request {
     method: source.method,
     headers,
     body: source.body ? (Readable.toWeb(source.body) as ReadableStream<Uint8Array>) : null,
-    signal: source.signal,
+    signal: source.signalSource.signal,
     duplex: 'half',
   } as RequestInit);
 }
@@ -86,7 +87,7 @@ class LazyRequest {
   }
 
   get signal(): AbortSignal {
-    return this.#real ? this.#real.signal : this.#source.signal;
+    return this.#real ? this.#real.signal : this.#source.signalSource.signal;
   }
 
   get body(): ReadableStream<Uint8Array> | null {
@@ -218,7 +219,7 @@ function lazyRequestsWork(): boolean {
         method: 'POST',
         rawHeaders: ['x-probe', '1'],
         body: Readable.from([Buffer.from('probe')]),
-        signal: new AbortController().signal,
+        signalSource: new AbortController(),
       }) as unknown as Request;
       const copy = new Request(probe, { method: 'PUT' });
       lazySupport =
