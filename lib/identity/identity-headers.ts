@@ -10,7 +10,9 @@ export const FORWARDED_HEADERS: readonly string[] = [
 
 /** Lower case, `_` as `-`: CGI, WSGI and some proxies fold `Remote_User` into `Remote-User`. */
 export function headerKey(name: string): string {
-  return name.toLowerCase().replace(/_/g, '-');
+  const lower = name.toLowerCase();
+  // Runs for every header of every request: the regular expression only when it has work.
+  return lower.includes('_') ? lower.replace(/_/g, '-') : lower;
 }
 
 /**
