@@ -1,4 +1,4 @@
-import { Duplex, Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { WHOLE_BODY, type WholeBodySource } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
@@ -13,7 +13,7 @@ const ignore = () => undefined;
  * the head, and turns the rest into a lazy body stream. A write's callback is held until the
  * body's consumer asks for more, so the app's `res.write()` sees real backpressure.
  */
-export class CaptureSocket extends Duplex {
+export class CaptureSocket extends Writable {
   readonly body: CapturedBody;
   /** The start of a head that arrived in pieces; Node writes its head in one piece, so rarely used. */
   private partialHead: Buffer | null = null;
@@ -25,8 +25,9 @@ export class CaptureSocket extends Duplex {
     private readonly onHead: (head: ParsedHead, body: Readable) => void,
     private readonly onError: (error: Error) => void,
   ) {
-    // Strings stay strings: the head is parsed from the very string Node serialised.
-    super({ allowHalfOpen: true, decodeStrings: false });
+    // Strings stay strings: the head is parsed from the very string Node serialised. Only
+    // written to: a Writable, as a Duplex would carry a readable side for nothing.
+    super({ decodeStrings: false });
     this.body = new CapturedBody(this);
     // A failure reaches the app as its response's `close` and the consumer through the body;
     // an unread body or an unwatched socket must not turn it into an uncaught exception.
@@ -59,7 +60,6 @@ export class CaptureSocket extends Duplex {
   setKeepAlive(): this {
     return this;
   }
-  override _read(): void {}
 
   override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.headParsed) {
