@@ -196,7 +196,7 @@ export class GatewayService implements OnApplicationBootstrap {
       search,
       originalUrl,
       protocol: client.protocol,
-      host: client.host ?? `${socket?.localAddress ?? 'localhost'}:${socket?.localPort ?? 80}`,
+      host: client.host ?? socketHost(socket),
       remoteAddress: client.remoteAddress,
       remoteUser,
       identityHeader: this.identityHeader,
@@ -288,4 +288,10 @@ function applyHeaderChanges(
     for (const item of Array.isArray(value) ? value : [value]) result.push(name, item);
   }
   return result;
+}
+
+/** The server's own address as a Host, for requests that name none (or no valid one). */
+function socketHost(socket: IncomingMessage['socket'] | undefined): string {
+  const address = socket?.localAddress ?? 'localhost';
+  return `${address.includes(':') ? `[${address}]` : address}:${socket?.localPort ?? 80}`;
 }

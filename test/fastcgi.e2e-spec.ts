@@ -714,6 +714,46 @@ describe('fastcgiApp: responders with fewer workers than maxConnections', () => 
   });
 });
 
+describe('fastcgiApp: php-fpm workers that retire (pm.max_requests)', () => {
+  let fpm: Peer;
+  let s: Started;
+  let php: FcgiApp;
+
+  beforeAll(async () => {
+    // Each worker exits after 3 requests, closing the kept-alive connection it served.
+    fpm = await startPhpFpm(2, ['pm.max_requests = 3']);
+    php = fastcgiApp({ socketPath: fpm.socketPath }, { documentRoot: FIXTURES, maxConnections: 2, keepAliveTimeout: 10_000 });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [mountClass('retiring', php)] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    php?.close();
+    await fpm?.stop();
+  });
+
+  it('answers every GET and POST although pooled connections close after every third request', async () => {
+    const failures = await Promise.all(
+      Array.from({ length: 4 }, async (_, client) => {
+        const failed: string[] = [];
+        for (let i = 0; i < 15; i++) {
+          const body = i % 2 ? `body ${client}-${i}` : undefined;
+          const res = await send(`${s.url}/retiring/info.php?n=${client}-${i}`, {
+            method: body ? 'POST' : 'GET',
+            headers: body ? { 'content-type': 'text/plain' } : {},
+            body,
+          });
+          const seen = res.status === 200 ? res.json() : undefined;
+          if (!seen || seen.body_length !== (body?.length ?? 0)) failed.push(`${client}-${i}: ${res.status}`);
+        }
+        return failed;
+      }),
+    );
+    expect(failures.flat()).toEqual([]);
+    expect(s.logger.errors()).toEqual([]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // fcgiwrap running a shell CGI script
 // ---------------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@
  * Every scenario runs through a mount (`@MountGateway`, which answers on the client's response
  * directly) and through `callApp` (which returns a GatewayResponse), unless it is about one.
  */
-import { All, Controller, Inject, Req } from '@nestjs/common';
+import { All, Controller, Inject, Module, Req } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 'nest-gateway';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import { send, type Reply } from './fixtures/http-client.js';
@@ -190,6 +192,10 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
   },
   '/empty'() {
     return new Response(null, { status: 204, headers: { 'x-empty': 'yes' } });
+  },
+  '/where'(request) {
+    const url = new URL(request.url);
+    return Response.json({ pathname: url.pathname, search: url.search });
   },
 };
 
@@ -392,6 +398,15 @@ describe('fetch apps', () => {
       expect(res.headers['x-empty']).toBe('yes');
       expect(res.body.length).toBe(0);
     });
+
+    it.each(['evil.example/admin', 'evil.example?x=', 'evil.example#', 'a b'])(
+      'gives the app its own path and query whatever the client puts in Host (%s)',
+      async (host) => {
+        const res = await send(`${s.url}${prefix}/where?q=1`, { headers: { host } });
+        expect(res.status).toBe(200);
+        expect(res.json()).toEqual({ pathname: '/where', search: '?q=1' });
+      },
+    );
   });
 
   describe('request.signal aborts when the client goes away', () => {
@@ -452,5 +467,31 @@ describe('fetch apps', () => {
       body: ['much more than ', 'sixteen bytes'],
     });
     expect(big.status).toBe(413);
+  });
+});
+
+describe('fetch apps on an IPv6 address', () => {
+  let app: Awaited<ReturnType<typeof NestFactory.create>>;
+  let port: number;
+  beforeAll(async () => {
+    @Module({ imports: [GatewayModule.forRoot()], controllers: [FetchMount] })
+    class Ipv6Module {}
+    app = await NestFactory.create(Ipv6Module, { logger: false });
+    await app.listen(0, '::1');
+    port = (app.getHttpServer().address() as AddressInfo).port;
+  });
+  afterAll(() => app.close());
+
+  it.each([
+    ['no Host (HTTP/1.0)', 'GET /m/where?q=1 HTTP/1.0\r\n\r\n'],
+    ['an invalid Host', 'GET /m/where?q=1 HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n'],
+  ])('builds the request URL from the socket address for %s', async (_label, request) => {
+    const socket = net.connect(port, '::1');
+    socket.end(request);
+    const chunks: Buffer[] = [];
+    for await (const chunk of socket) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    expect(text.split('\r\n')[0]).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({ pathname: '/where', search: '?q=1' });
   });
 });

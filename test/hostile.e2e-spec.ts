@@ -581,6 +581,14 @@ describe('cgi: time limits and error output', () => {
     await groupGone(test);
   });
 
+  it('a script killed by a signal mid-body: the client sees the response broken off, not complete', async () => {
+    const res = await send('/cgi/die-mid-body');
+    expect(res.status).toBe(200);
+    expect(res.body).toBe('first half\n');
+    expect(res.complete).toBe(false);
+    expect(logged(/exited with signal SIGKILL/).length).toBeGreaterThan(0);
+  });
+
   // KNOWN BUG: for HEAD, respondFromOutput resumes the output with no idle timer; the script
   // lives on (holding its concurrency slot) until it ends by itself.
   it('HEAD: a script that sends its headers then hangs is stopped after idleTimeout', async () => {

@@ -371,6 +371,56 @@ describe('upstreams on Unix sockets', () => {
   });
 });
 
+describe('an upstream with a base path', () => {
+  let upstream: NodeUpstream;
+  let proxy: Proxy;
+  let s: Started;
+
+  beforeAll(async () => {
+    // Resolves dot segments, as WHATWG URL parsers, Tomcat and Apache do: only /base is public.
+    upstream = await nodeUpstream((req, res) => {
+      const path = new URL(req.url!, 'http://upstream').pathname;
+      res.end(path.startsWith('/base/') ? `public ${path}` : `private ${path}`);
+    });
+    proxy = proxyApp(`${upstream.url}/base`);
+    @MountGateway('pub', proxy)
+    class PublicMount {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    await proxy?.close();
+    await upstream?.close();
+  });
+
+  /** Sends the path as written: node:http's URL parsing would resolve the dots first. */
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(s.url);
+      http
+        .get({ hostname, port, path, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        })
+        .on('error', reject);
+    });
+
+  it('serves paths under it', async () => {
+    expect(await get('/pub/doc')).toEqual({ status: 200, body: 'public /base/doc' });
+  });
+
+  it.each(['/pub/../secret', '/pub/x/../../secret', '/pub/%2e%2e/secret', '/pub/.%2E/secret', '/pub/./../secret', '/pub/..\\secret', '/pub/..%5csecret'])(
+    'never lets dot segments reach outside it (%s)',
+    async (path) => {
+      const res = await get(path);
+      expect(res.body).not.toContain('private');
+      expect(res.status).toBe(400);
+    },
+  );
+});
+
 // ---------------------------------------------------------------------------------------------
 // Hop-by-hop headers
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
  * `GatewayService.callApp()` from an ordinary controller, for a Node listener and a fetch app,
  * with Nest's default body parsers (json, urlencoded) switched on.
  */
-import { All, Controller, Inject, Post, Req } from '@nestjs/common';
+import { All, Body, Controller, Inject, Post, Req } from '@nestjs/common';
 import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 'nest-gateway';
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -357,4 +357,44 @@ describe('request bodies (bodyReplayLimit: 0)', () => {
     expect(res.status).toBe(500);
     expect(s.logger.errors().some((line) => /consumed/i.test(line))).toBe(true);
   }, 10_000);
+});
+
+/** A Nest route that takes over one path under a mount (the app is being replaced route by route). */
+@Controller('legacy')
+class ReplacementController {
+  @Post('new')
+  create(@Body() body: unknown) {
+    return { nest: body };
+  }
+}
+
+@MountGateway('legacy', nodeHasher)
+class LegacyMount {}
+
+describe('a Nest route under a mount prefix, registered before the mount', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ReplacementController, LegacyMount] });
+  });
+  afterAll(() => s.close());
+
+  it("gets its JSON body parsed by Nest's body parser", async () => {
+    const res = await send(`${s.url}/legacy/new`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'x' }),
+    });
+    expect(res.status).toBe(201);
+    expect(res.json()).toEqual({ nest: { title: 'x' } });
+  });
+
+  it('leaves the bodies of the other paths and methods to the mounted app, unparsed', async () => {
+    // Over body-parser's 100 kB limit: a parser that read it would answer 413.
+    const body = JSON.stringify({ title: 'y'.repeat(200_000) });
+    for (const [method, path] of [['POST', '/legacy/old'], ['PUT', '/legacy/new'], ['POST', '/legacy']]) {
+      const res = await send(`${s.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body });
+      expect(res.status).toBe(200);
+      expect(res.json()).toMatchObject({ app: 'node', method, contentType: 'application/json', length: body.length });
+    }
+  });
 });

@@ -7,6 +7,7 @@ import type { FastcgiAddress } from '../fastcgi/fastcgi-connection.js';
 import { FastcgiPool } from '../fastcgi/fastcgi-pool.js';
 import { FastcgiConnectionError, FastcgiRefusedError } from '../fastcgi/fastcgi-connection.js';
 import { ProtocolStatus } from '../fastcgi/records.js';
+import { RetryableBody } from '../proxy/retryable-body.js';
 import { locateScript } from '../fastcgi/script-location.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
@@ -142,30 +143,39 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       contentLength: input.length ?? 0,
       env: options.env,
     });
-    let lease;
-    try {
-      lease = await pool.lease(exchange.signal, limits.headersTimeout);
-    } catch (error) {
-      input.stream?.destroy();
-      throw mapFailure(error, exchange, exchange.name);
-    }
-    const { connection, release } = lease;
-    const tag = `${exchange.name} [FastCGI ${connection.socket.remoteAddress ?? 'unix'}:${connection.socket.remotePort ?? ''}]`;
-    const errorLog = new ErrorOutputLog(exchange.logger, tag, options.maxStderrBytes ?? 64 * 1024);
-    const request = connection.request(params, input.stream, options.keepAliveTimeout !== 0, (chunk) => errorLog.write(chunk));
-    request.ended.then(
-      (end) => {
-        release();
-        errorLog.end();
-        if (end.appStatus !== 0) exchange.logger.warn(`${tag} ended with application status ${end.appStatus}`);
-      },
-      () => release(),
-    );
-    try {
-      const { response } = await respondFromOutput(request.stdout, exchange, limits, tag, () => connection.destroy());
-      return response;
-    } catch (error) {
-      throw mapFailure(error, exchange, tag);
+    const body = input.stream ? new RetryableBody(input.stream) : null;
+    for (;;) {
+      let lease;
+      try {
+        lease = await pool.lease(exchange.signal, limits.headersTimeout);
+      } catch (error) {
+        input.stream?.destroy();
+        throw mapFailure(error, exchange, exchange.name);
+      }
+      const { connection, release } = lease;
+      const reused = connection.answered;
+      const tag = `${exchange.name} [FastCGI ${connection.socket.remoteAddress ?? 'unix'}:${connection.socket.remotePort ?? ''}]`;
+      const errorLog = new ErrorOutputLog(exchange.logger, tag, options.maxStderrBytes ?? 64 * 1024);
+      const request = connection.request(params, body?.view() ?? null, options.keepAliveTimeout !== 0, (chunk) => errorLog.write(chunk));
+      request.ended.then(
+        (end) => {
+          release();
+          errorLog.end();
+          if (end.appStatus !== 0) exchange.logger.warn(`${tag} ended with application status ${end.appStatus}`);
+        },
+        () => release(),
+      );
+      try {
+        const { response } = await respondFromOutput(request.stdout, exchange, limits, tag, () => connection.destroy());
+        return response;
+      } catch (error) {
+        // A kept-alive connection that the responder closed as it was reused (php-fpm's worker
+        // retiring after pm.max_requests): sent again on another, as for a proxied request.
+        // Each such connection fails once and is gone, so this ends at a new one at the latest.
+        const stale = error instanceof FastcgiConnectionError && reused && !request.answered;
+        if (stale && !exchange.signal.aborted && (!body || body.replayable)) continue;
+        throw mapFailure(error, exchange, tag);
+      }
     }
   };
   return Object.assign(brand<GatewayApp>({ kind: 'fastcgi', call }), { close: () => pool.close() });

@@ -1,4 +1,4 @@
-import { BadGatewayException, GatewayTimeoutException, HttpException } from '@nestjs/common';
+import { BadGatewayException, BadRequestException, GatewayTimeoutException, HttpException } from '@nestjs/common';
 import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { GatewayExchange } from './gateway-app.js';
@@ -52,6 +52,9 @@ export interface ProxyAppOptions {
 }
 
 const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+// `.` and `..` segments, also percent-encoded or between backslashes: an upstream that resolves
+// them (WHATWG URL parsers, Tomcat, Apache) would serve paths outside its base path.
+const DOT_SEGMENT = /(?:^|\/|\\|%5c)(?:\.|%2e){1,2}(?=\/|\\|%5c|$)/i;
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 // Failures where the upstream never saw the request, so another one may take it.
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -93,6 +96,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     });
 
   const call = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
+    refuseDotSegments(exchange.pathInfo);
     const hasBody = exchange.rawHeaders.some((value, i) => i % 2 === 0 && /^(content-length|transfer-encoding)$/i.test(value));
     const source = hasBody ? exchange.body() : null;
     const body = source ? new RetryableBody(source) : null;
@@ -125,6 +129,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
   };
 
   const upgrade = async (exchange: GatewayExchange, socket: Duplex, head: Buffer): Promise<void> => {
+    refuseDotSegments(exchange.pathInfo);
     const upstream = balancer.pick()!;
     const headers = headersFor(upstream, exchange);
     try {
@@ -135,6 +140,10 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
   };
 
   return Object.assign(brand<GatewayApp>({ kind: 'proxy', call, upgrade }), { close: () => balancer.close() });
+}
+
+function refuseDotSegments(pathInfo: string): void {
+  if (DOT_SEGMENT.test(pathInfo)) throw new BadRequestException('Path contains a dot segment');
 }
 
 function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayExchange): GatewayResponse {

@@ -40,6 +40,8 @@ export interface CgiBodyOptions {
   /** Milliseconds without output (while the client is reading) before `onIdle`; 0 for none. */
   idleTimeout: number;
   onIdle(): void;
+  /** Settles after the output has ended; with an error the body breaks off instead of ending. */
+  outcome?: Promise<Error | undefined>;
 }
 
 /**
@@ -72,6 +74,16 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
     if (!output.readableEnded) output.destroy();
   });
   arm();
-  output.pipe(body);
+  const outcome = options.outcome;
+  output.pipe(body, { end: !outcome });
+  if (outcome) {
+    const settle = () => {
+      clearTimeout(timer);
+      void outcome.then((error) => (error ? body.destroy(error) : body.end()));
+    };
+    // The output may have ended while its head was read: pipe() then ends nothing.
+    if (output.readableEnded) settle();
+    else output.once('end', settle);
+  }
   return body;
 }

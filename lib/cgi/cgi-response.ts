@@ -15,7 +15,8 @@ export interface CgiResponseLimits {
 
 /**
  * Turns CGI-style output (a script's stdout, a FastCGI request's STDOUT) into a
- * GatewayResponse as soon as its head is read. Whenever the producer must stop (the exchange
+ * GatewayResponse as soon as its head is read; `outcome`, when given, decides whether the
+ * body ends or breaks off once the output has ended. Whenever the producer must stop (the exchange
  * aborts, a time limit passes, the head is invalid, the body is abandoned) `stop` is called
  * once with the reason.
  */
@@ -25,6 +26,7 @@ export async function respondFromOutput(
   limits: CgiResponseLimits,
   tag: string,
   stop: (reason: string) => void,
+  outcome?: Promise<Error | undefined>,
 ): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
   const timers: NodeJS.Timeout[] = [];
   let body: Readable | undefined;
@@ -81,6 +83,7 @@ export async function respondFromOutput(
   const stream = cgiBody(rest, output, {
     idleTimeout: limits.idleTimeout,
     onIdle: () => timeOut(`sent no output for ${limits.idleTimeout} ms`),
+    outcome,
   });
   body = stream;
   stream.once('close', () => {

@@ -41,7 +41,19 @@ export class CgiRun {
     void child.exit.then((exit) => this.onExit(exit));
     child.stdout.once('close', () => this.settle());
     this.feed(input);
-    return respondFromOutput(child.stdout, exchange, limits, this.tag, (reason) => this.stop(reason));
+    return respondFromOutput(child.stdout, exchange, limits, this.tag, (reason) => this.stop(reason), this.outcome());
+  }
+
+  /**
+   * A script killed by a signal it did not get from us (a crash, the OOM killer) leaves its
+   * body unfinished: the client must see it broken off, not complete. Its end is held until
+   * the exit is known; a script that closed its output and runs on has answered all the same.
+   */
+  private outcome(): Promise<Error | undefined> {
+    return new Promise((resolve) => {
+      void this.child.exit.then(({ signal }) => resolve(signal && !this.stopped ? new Error(`killed by ${signal}`) : undefined));
+      this.child.stdout.once('end', () => setTimeout(() => resolve(undefined), this.limits.killGrace).unref());
+    });
   }
 
   /** Ends the whole process group: SIGTERM, then SIGKILL after the grace period. */

@@ -78,6 +78,8 @@ export function openConnection(address: FastcgiAddress, timeout: number, signal:
 /** One request on a connection: its output streams and how it ended. */
 export interface FastcgiRequest {
   readonly stdout: Readable;
+  /** Whether the responder sent any record for this request. */
+  readonly answered: boolean;
   /** Resolves on END_REQUEST; rejects when the connection breaks first. */
   readonly ended: Promise<EndRequest>;
 }
@@ -172,6 +174,7 @@ class ActiveRequest implements FastcgiRequest {
   readonly stdout: Readable;
   readonly ended: Promise<EndRequest>;
   cleanlyEnded = false;
+  answered = false;
   private inputDone = false;
   private finished = false;
   private resolveEnd!: (end: EndRequest) => void;
@@ -228,6 +231,7 @@ class ActiveRequest implements FastcgiRequest {
   }
 
   onRecord(record: FcgiRecord): void {
+    this.answered = true;
     switch (record.type) {
       case RecordType.Stdout:
         if (record.content.length === 0) this.stdout.push(null);

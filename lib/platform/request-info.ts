@@ -62,8 +62,17 @@ export function clientView(req: unknown): {
   const protocol = trustsProxy && platform.protocol ? platform.protocol : socket?.encrypted ? 'https' : 'http';
   return {
     protocol: protocol === 'https' ? 'https' : 'http',
-    host: (trustsProxy && platform.host) || raw.headers.host,
+    host: authorityOrUndefined((trustsProxy && platform.host) || raw.headers.host),
     remoteAddress: (trustsProxy && platform.ip) || socket?.remoteAddress,
     trustsProxy,
   };
+}
+
+// A host name or IP literal and an optional port, with no character that ends the authority
+// of a URL: a Host of `x/admin` or `x?` would otherwise move the path fetch apps see.
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=-]+)(?::\d{1,5})?$/;
+
+/** The client's Host only when it is one; otherwise the gateway falls back to the socket's address. */
+function authorityOrUndefined(host: string | undefined): string | undefined {
+  return host !== undefined && AUTHORITY.test(host) ? host : undefined;
 }
