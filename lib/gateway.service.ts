@@ -8,7 +8,7 @@ import {
   type OnApplicationBootstrap,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { GatewayApp, GatewayExchange } from './apps/gateway-app.js';
 import { toGatewayApp, type GatewayAppLike } from './apps/to-gateway-app.js';
 import { GATEWAY_MODULE_OPTIONS } from './gateway.module-definition.js';

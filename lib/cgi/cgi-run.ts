@@ -51,8 +51,15 @@ export class CgiRun {
    */
   private outcome(): Promise<Error | undefined> {
     return new Promise((resolve) => {
-      void this.child.exit.then(({ signal }) => resolve(signal && !this.stopped ? new Error(`killed by ${signal}`) : undefined));
-      this.child.stdout.once('end', () => setTimeout(() => resolve(undefined), this.limits.killGrace).unref());
+      let timer: NodeJS.Timeout | undefined;
+      void this.child.exit.then(({ signal }) => {
+        clearTimeout(timer);
+        resolve(signal && !this.stopped ? new Error(`killed by ${signal}`) : undefined);
+      });
+      // Not left pending once the exit is known: it would hold the whole run for killGrace.
+      this.child.stdout.once('end', () => {
+        if (!this.exited) timer = setTimeout(() => resolve(undefined), this.limits.killGrace).unref();
+      });
     });
   }
 
