@@ -266,8 +266,10 @@ describe('response shaping', () => {
 
 describe('scheme, host and client address behind a proxy', () => {
   const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', 'x-forwarded-for': '203.0.113.9' };
+  // What proxies and CDNs set, and what apps are often told to believe about the client.
+  const clientAddress = { 'x-real-ip': '198.51.100.7', 'true-client-ip': '198.51.100.7', 'cf-connecting-ip': '198.51.100.7', 'x-client-ip': '198.51.100.7' };
 
-  it('uses the socket’s when the proxy is not trusted, and hides forwarding headers', async () => {
+  it('uses the socket’s when the proxy is not trusted, and hides forwarding and client-address headers', async () => {
     const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [FetchMount, NodeMount] });
     try {
       const fetched = await request(s.url).get('/fetch/a').set(forwarded);
@@ -275,6 +277,8 @@ describe('scheme, host and client address behind a proxy', () => {
       expect(fetched.body.headers['x-forwarded-proto']).toBeUndefined();
       const node = await request(s.url).get('/node/a').set(forwarded);
       expect(node.body.headers['x-forwarded-host']).toBeUndefined();
+      const forged = await request(s.url).get('/node/a').set(clientAddress);
+      for (const name of Object.keys(clientAddress)) expect(forged.body.headers[name]).toBeUndefined();
     } finally {
       await s.close();
     }
@@ -289,6 +293,8 @@ describe('scheme, host and client address behind a proxy', () => {
       expect(fetched.body.url).toBe('https://public.example/a?b=1');
       const node = await request(s.url).get('/node/a').set(forwarded);
       expect(node.body.headers['x-forwarded-host']).toBe('public.example');
+      const relayed = await request(s.url).get('/node/a').set(clientAddress);
+      for (const name of Object.keys(clientAddress)) expect(relayed.body.headers[name]).toBe('198.51.100.7');
     } finally {
       await s.close();
     }

@@ -1,4 +1,8 @@
-/** Client-sent proxy headers that only count when the Nest app trusts its proxy. */
+/**
+ * Client-sent proxy headers that only count when the Nest app trusts its proxy. Besides the
+ * standard ones, the client-address headers that proxies and CDNs set and that apps are
+ * commonly configured to believe (PHP's and Django's IP helpers, nginx's real_ip module).
+ */
 export const FORWARDED_HEADERS: readonly string[] = [
   'forwarded',
   'x-forwarded-for',
@@ -6,6 +10,13 @@ export const FORWARDED_HEADERS: readonly string[] = [
   'x-forwarded-proto',
   'x-forwarded-port',
   'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
 ];
 
 /** Lower case, `_` as `-`: CGI, WSGI and some proxies fold `Remote_User` into `Remote-User`. */
