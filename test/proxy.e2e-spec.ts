@@ -225,6 +225,14 @@ describe.each([
     expect(wrongPassword.body.remote_user_header).toBeNull();
   });
 
+  // A header named in Connection is hop-by-hop and dropped; the client must not be able to
+  // drop the principal the gateway adds that way.
+  it('keeps the principal when the client names the identity header in Connection', async () => {
+    const res = await request(s.url).get('/flask/hello/x').set('authorization', basic('alice')).set('connection', 'Remote-User');
+    expect(res.status).toBe(200);
+    expect(res.body.remote_user_header).toBe('alice');
+  });
+
   it.each([
     ['anonymous', undefined, {}],
     ['logged in as bob', basic('bob'), { HTTP_REMOTE_USER: 'bob' }],

@@ -25,6 +25,9 @@ export function upstreamRequestHeaders(exchange: GatewayExchange, settings: Prox
   let connection = '';
   for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === 'connection') connection += raw[i + 1] + ',';
   const dropped = hopByHopNames(connection);
+  // The identity header here is the gateway's own (client copies are already gone): a client
+  // that names it in Connection must not make the upstream see an anonymous request.
+  dropped.delete(exchange.identityHeader);
   const headers: string[] = ['host', settings.host];
   const incoming = new Map<string, string>();
   for (let i = 0; i < raw.length; i += 2) {
