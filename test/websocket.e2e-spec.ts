@@ -7,7 +7,7 @@ import express from 'express';
 import { GatewayModule, MountGateway, nodeApp, proxyApp, RemoteUserGuard } from 'nest-gateway';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as connectTcp, createServer as createTcpServer, type AddressInfo } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
 import { authenticate, basic } from './fixtures/login.js';
 import { startNest, type Started } from './fixtures/start.js';
@@ -147,6 +147,57 @@ describe('WebSocket pass-through', () => {
     } finally {
       await other.close();
       await down.close();
+    }
+  });
+});
+
+describe('WebSocket upgrade heads through proxyApp keep their bytes', () => {
+  /** An upstream that answers every upgrade with `status` and a header holding the byte 0xE9. */
+  async function rawUpstream(status: string): Promise<{ url: string; close(): void }> {
+    const server = createTcpServer((socket) => {
+      socket.once('data', () => {
+        const extra = status.startsWith('101') ? 'Upgrade: websocket\r\nConnection: Upgrade\r\n' : 'Content-Length: 0\r\n';
+        socket.write(Buffer.from(`HTTP/1.1 ${status}\r\n${extra}X-Name: caf\xe9\r\n\r\n`, 'latin1'));
+      });
+      socket.on('error', () => undefined);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+  }
+
+  /** The response head bytes a raw client gets for an upgrade request to `url`. */
+  async function upgradeHead(url: string): Promise<Buffer> {
+    const { hostname, port, pathname } = new URL(url);
+    const socket = connectTcp(Number(port), hostname);
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.write(`GET ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    let received = Buffer.alloc(0);
+    await waitFor(() => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk) received = Buffer.concat([received, chunk]);
+      return received.includes('\r\n\r\n');
+    }, 5000, 'the response head');
+    socket.destroy();
+    return received.subarray(0, received.indexOf('\r\n\r\n'));
+  }
+
+  it.each([['101 Switching Protocols'], ['403 Forbidden']])('%s', async (status) => {
+    const upstream = await rawUpstream(status);
+    const app = proxyApp(upstream.url);
+    @MountGateway('raw', app)
+    class RawMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [RawMount] });
+    try {
+      const head = await upgradeHead(`${s.url}/raw/`);
+      expect(head.toString('latin1')).toMatch(new RegExp(`^HTTP/1.1 ${status}`));
+      expect(head.includes(Buffer.from('X-Name: caf\xe9', 'latin1'))).toBe(true);
+    } finally {
+      await s.close();
+      await app.close();
+      upstream.close();
     }
   });
 });

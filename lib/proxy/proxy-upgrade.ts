@@ -47,7 +47,7 @@ export function proxyUpgrade(
 
     request.once('upgrade', (response: IncomingMessage, upstreamSocket: Duplex, upstreamHead: Buffer) => {
       settle();
-      client.write(head101(response));
+      client.write(head101(response), 'latin1');
       if (upstreamHead.length > 0) client.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       join(client, upstreamSocket);
@@ -55,7 +55,7 @@ export function proxyUpgrade(
     });
     request.once('response', (response: IncomingMessage) => {
       settle();
-      client.write(statusHead(response));
+      client.write(statusHead(response), 'latin1');
       response.pipe(client);
       response.once('error', () => client.destroy());
       resolve();
@@ -82,6 +82,7 @@ function join(a: Duplex, b: Duplex): void {
   b.pipe(a);
 }
 
+/** Node reads header bytes as latin1: written back as latin1 they are the upstream's bytes. */
 function head101(response: IncomingMessage): string {
   const lines = [`HTTP/1.1 101 ${response.statusMessage || 'Switching Protocols'}`];
   for (let i = 0; i < response.rawHeaders.length; i += 2) lines.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`);
