@@ -56,12 +56,22 @@ function mountRouteMatcher(app: ExpressApp): (path: string, method: string) => b
     if (!routes) {
       const all = (app.router?.stack ?? []).filter((layer) => layer.route);
       const lastMount = all.findLastIndex((layer) => isMountPattern(layer.route?.path));
-      routes = all.slice(0, lastMount + 1);
+      const candidates = all.slice(0, lastMount + 1);
       // A mount also serves its bare path, through a route of its own without the wildcard.
-      for (const layer of routes) {
+      for (const layer of candidates) {
         const pattern = layer.route?.path;
         if (isMountPattern(pattern)) mountPaths.add(pattern.slice(0, pattern.indexOf(`*${MOUNT_WILDCARD}`)).replace(/\{?\/$/, ''));
       }
+      // Express matches every route in front of the mount for each request anyway; matching
+      // them all a second time here would double that. Only routes that can match some path
+      // under a mount prefix (their literal start and the prefix's agree) are kept.
+      const mountStarts = [...mountPaths].map(literalStart);
+      routes = candidates.filter((layer) => {
+        const pattern = layer.route?.path;
+        if (typeof pattern !== 'string' || isMountPattern(pattern)) return true;
+        const start = literalStart(pattern);
+        return mountStarts.some((mount) => start.startsWith(mount) || mount.startsWith(start));
+      });
     }
     for (const layer of routes) {
       if (!layer.match || !layer.route?._handlesMethod) return true;
@@ -72,4 +82,10 @@ function mountRouteMatcher(app: ExpressApp): (path: string, method: string) => b
     }
     return true;
   };
+}
+
+/** A route pattern up to its first parameter, wildcard or special character, lower-cased. */
+function literalStart(pattern: string): string {
+  const end = pattern.search(/[:*{}()[\]+?!\\]/);
+  return (end === -1 ? pattern : pattern.slice(0, end)).toLowerCase();
 }
