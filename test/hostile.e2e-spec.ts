@@ -581,6 +581,13 @@ describe('cgi: time limits and error output', () => {
     await groupGone(test);
   });
 
+  it('a script that keeps printing for longer than idleTimeout in all is not cut', async () => {
+    const res = await send('/cgi/drip');
+    expect(res.status).toBe(200);
+    expect(res.complete).toBe(true);
+    expect(res.body.split('\n').filter(Boolean)).toHaveLength(30);
+  });
+
   it('a script killed by a signal mid-body: the client sees the response broken off, not complete', async () => {
     const res = await send('/cgi/die-mid-body');
     expect(res.status).toBe(200);

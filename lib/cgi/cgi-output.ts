@@ -50,14 +50,22 @@ export interface CgiBodyOptions {
  */
 export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions): Readable {
   let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  // Armed again for every chunk: one timer, restarted, rather than a new one per chunk.
   const arm = () => {
-    if (options.idleTimeout <= 0) return;
+    if (options.idleTimeout <= 0 || stopped) return;
+    if (timer) timer.refresh();
+    else {
+      timer = setTimeout(() => {
+        // A slow client is not an idle script: wait while the body is full.
+        if (body.readableLength >= body.readableHighWaterMark || output.isPaused()) arm();
+        else options.onIdle();
+      }, options.idleTimeout);
+    }
+  };
+  const disarm = () => {
+    stopped = true;
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      // A slow client is not an idle script: wait while the body is full.
-      if (body.readableLength >= body.readableHighWaterMark || output.isPaused()) arm();
-      else options.onIdle();
-    }, options.idleTimeout);
   };
   const body = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -70,7 +78,7 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
   if (rest.length > 0) body.write(rest);
   output.on('error', (error) => body.destroy(error));
   body.on('close', () => {
-    clearTimeout(timer);
+    disarm();
     if (!output.readableEnded) output.destroy();
   });
   arm();
@@ -78,7 +86,7 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
   output.pipe(body, { end: !outcome });
   if (outcome) {
     const settle = () => {
-      clearTimeout(timer);
+      disarm();
       void outcome.then((error) => (error ? body.destroy(error) : body.end()));
     };
     // The output may have ended while its head was read: pipe() then ends nothing.
