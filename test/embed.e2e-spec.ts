@@ -510,6 +510,29 @@ describe('createFetchHandler aborts', () => {
   });
 });
 
+describe('createFetchHandler under https', () => {
+  let handler: NestFetchHandler | undefined;
+  beforeAll(async () => {
+    handler = await createFetchHandler(InnerModule.forRoot(config('tls')), { prefix: '/nest' });
+  });
+  afterAll(async () => {
+    await handler?.close();
+  });
+
+  test('a request for an https URL is secure to the Nest app, and its own redirects stay on https', async () => {
+    const res = await handler!(new Request('https://embedded.test/nest/scheme'));
+    expect(await res.json()).toEqual({ protocol: 'https', secure: true });
+    const go = await handler!(new Request('https://embedded.test/nest/scheme-go'));
+    expect(go.status).toBe(302);
+    expect(go.headers.get('location')).toBe('https://embedded.test/nest/target');
+  });
+
+  test('an http URL stays http', async () => {
+    const res = await handler!(new Request('http://embedded.test/nest/scheme'));
+    expect(await res.json()).toEqual({ protocol: 'http', secure: false });
+  });
+});
+
 describe('close() releases the app', () => {
   test('a listener: onModuleDestroy and onApplicationShutdown ran', async () => {
     const cfg = config('closing');

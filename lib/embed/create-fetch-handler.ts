@@ -25,7 +25,10 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
     const rawHeaders: string[] = [];
     for (const [name, value] of request.headers) rawHeaders.push(name, value);
     if (!request.headers.has('host')) rawHeaders.push('host', url.host);
-    const outer = new IncomingMessage(new Socket());
+    const socket = new Socket();
+    // Express takes req.protocol, req.secure (and the prefix rewrite its scheme) from the socket.
+    if (url.protocol === 'https:') Object.assign(socket, { encrypted: true });
+    const outer = new IncomingMessage(socket);
     outer.httpVersion = '1.1';
     outer.httpVersionMajor = 1;
     outer.httpVersionMinor = 1;
