@@ -399,6 +399,26 @@ describe('an INestApplication created by the test', () => {
   });
 });
 
+describe('a fixed prefix under a host that strips it already', () => {
+  test("Express's app.use('/hello', listener) with prefix '/hello': the path is not stripped a second time", async () => {
+    const cfg = config('twice');
+    const listener = await createRequestListener(InnerModule.forRoot(cfg), { prefix: '/hello' });
+    const app = express();
+    app.use('/hello', listener);
+    const server = http.createServer(app);
+    const origin = await listen(server);
+    try {
+      const res = await send(`${origin}/hello/hello`);
+      expect(res.status).toBe(200);
+      expect(res.json()).toEqual({ app: 'twice', greeting: 'hello from twice', url: '/hello', baseUrl: '/hello' });
+      expect((await send(`${origin}/hello/go`)).headers.location).toBe('/hello/target');
+    } finally {
+      await closeServer(server);
+      await listener.close();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // X-Forwarded-Prefix
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ export interface EmbedOptions {
   nestOptions?: NestApplicationOptions;
   /**
    * The prefix the app is served under, when the host server cannot tell (a fetch runtime
-   * that does not strip it, Koa). Requests whose path starts with it have it removed.
+   * that does not strip it, Koa). Requests whose path starts with it have it removed, unless
+   * the host removed it already (its `req.baseUrl` is the prefix).
    * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header
    */
   prefix?: string;
@@ -41,8 +42,9 @@ export async function createRequestListener(source: NestAppSource, options: Embe
     const prefix = mountPrefixOf(req, fixedPrefix);
     if (prefix) {
       const path = req.url ?? '/';
-      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right.
-      if (fixedPrefix !== undefined && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;
+      // one that did (Express's app.use, a mount) says so in req.baseUrl.
+      if (fixedPrefix !== undefined && req.baseUrl !== prefix && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
         req.url = path.slice(prefix.length) || '/';
         if (req.url.startsWith('?')) req.url = '/' + req.url;
       }
