@@ -7,7 +7,7 @@
  * (`@MountGateway`). The inner app is test/fixtures/embed/inner-app.ts.
  */
 import { createAdaptorServer } from '@hono/node-server';
-import type { INestApplication } from '@nestjs/common';
+import { Controller, Get, Req, UseGuards, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { Hono } from 'hono';
@@ -17,6 +17,7 @@ import {
   createRequestListener,
   GatewayModule,
   MountGateway,
+  RemoteUserGuard,
   type EmbedOptions,
   type NestAppSource,
   type NestFetchHandler,
@@ -415,6 +416,57 @@ describe('a fixed prefix under a host that strips it already', () => {
     } finally {
       await closeServer(server);
       await listener.close();
+    }
+  });
+});
+
+describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)', () => {
+  @Controller()
+  class MembersController {
+    @Get('members/page')
+    @UseGuards(RemoteUserGuard)
+    page() {
+      return { members: true };
+    }
+
+    @Get('original')
+    original(@Req() req: { url: string; originalUrl: string }) {
+      return { url: req.url, originalUrl: req.originalUrl };
+    }
+  }
+  const membersApp = { module: class MembersModule {}, imports: [GatewayModule.forRoot({ loginUrl: '/login' })], controllers: [MembersController] };
+  const browser = { accept: 'text/html' };
+
+  test('Koa: req.originalUrl keeps the prefix, so a login redirect brings the browser back under it', async () => {
+    const listener = await createRequestListener(membersApp, { prefix: '/nest' });
+    const app = new Koa();
+    app.use(async (ctx) => {
+      ctx.respond = false;
+      listener(ctx.req, ctx.res);
+    });
+    const server = http.createServer(app.callback());
+    const origin = await listen(server);
+    try {
+      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await send(`${origin}/nest/members/page`, { headers: browser });
+      expect(res.status).toBe(302);
+      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await closeServer(server);
+      await listener.close();
+    }
+  });
+
+  test('createFetchHandler: the same', async () => {
+    const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
+    try {
+      const original = await handler(new Request('http://embedded.test/nest/original?x=1'));
+      expect(await original.json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await handler(new Request('http://embedded.test/nest/members/page', { headers: browser }));
+      expect(res.status).toBe(302);
+      expect(res.headers.get('location')).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await handler.close();
     }
   });
 });

@@ -38,13 +38,15 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const fixedPrefix = options.prefix === undefined ? undefined : validatePrefix(options.prefix);
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
-  const listener = (req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) => {
+  const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
     const prefix = mountPrefixOf(req, fixedPrefix);
     if (prefix) {
       const path = req.url ?? '/';
       // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;
       // one that did (Express's app.use, a mount) says so in req.baseUrl.
       if (fixedPrefix !== undefined && req.baseUrl !== prefix && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+        // As under an Express mount: the client's URL (login redirects' `next`, logs) keeps the prefix.
+        req.originalUrl ??= path;
         req.url = path.slice(prefix.length) || '/';
         if (req.url.startsWith('?')) req.url = '/' + req.url;
       }
