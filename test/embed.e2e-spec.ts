@@ -605,6 +605,38 @@ describe('createFetchHandler under https', () => {
   });
 });
 
+describe('createFetchHandler with a Request built by its caller (no Content-Length)', () => {
+  let handler: NestFetchHandler | undefined;
+  beforeAll(async () => {
+    handler = await createFetchHandler(InnerModule.forRoot(config('built')));
+  });
+  afterAll(async () => {
+    await handler?.close();
+  });
+  const payload = { title: 'Grüße', n: 42 };
+  const json = { 'content-type': 'application/json' };
+
+  test('a string body reaches the Nest body parser', async () => {
+    const res = await handler!(new Request('http://embedded.test/echo', { method: 'POST', headers: json, body: JSON.stringify(payload) }));
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({ app: 'built', received: payload, contentType: 'application/json' });
+  });
+
+  test('a streamed body of unknown length does too', async () => {
+    const bytes = new TextEncoder().encode(JSON.stringify(payload));
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes.subarray(0, 5));
+        controller.enqueue(bytes.subarray(5));
+        controller.close();
+      },
+    });
+    const init = { method: 'POST', headers: json, body, duplex: 'half' } as RequestInit;
+    const res = await handler!(new Request('http://embedded.test/echo', init));
+    expect(await res.json()).toEqual({ app: 'built', received: payload, contentType: 'application/json' });
+  });
+});
+
 describe('close() releases the app', () => {
   test('a listener: onModuleDestroy and onApplicationShutdown ran', async () => {
     const cfg = config('closing');
