@@ -110,9 +110,12 @@ export class GatewayService implements OnApplicationBootstrap {
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
     if (isLateApp(app)) app = this.configuredApp(app);
     const timeout = options.timeout ?? this.options.timeout ?? 0;
-    return this.run(req, pathInfo, options, async (exchange) => {
-      if (options.middleware?.length && !(await runMiddleware(options.middleware, exchange, rawResponse(res)))) {
-        return ALREADY_SENT;
+    return this.run(req, pathInfo, options, async (clientExchange) => {
+      let exchange: GatewayExchange = clientExchange;
+      if (options.middleware?.length) {
+        const passed = await runMiddleware(options.middleware, exchange, rawResponse(res));
+        if (!passed) return ALREADY_SENT;
+        exchange = passed;
       }
       const upgrade = upgradeOf(exchange.req);
       if (upgrade && app.upgrade) {

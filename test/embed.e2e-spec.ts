@@ -7,7 +7,7 @@
  * (`@MountGateway`). The inner app is test/fixtures/embed/inner-app.ts.
  */
 import { createAdaptorServer } from '@hono/node-server';
-import type { INestApplication } from '@nestjs/common';
+import { Controller, Get, Req, UseGuards, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { Hono } from 'hono';
@@ -17,6 +17,7 @@ import {
   createRequestListener,
   GatewayModule,
   MountGateway,
+  RemoteUserGuard,
   type EmbedOptions,
   type NestAppSource,
   type NestFetchHandler,
@@ -399,6 +400,77 @@ describe('an INestApplication created by the test', () => {
   });
 });
 
+describe('a fixed prefix under a host that strips it already', () => {
+  test("Express's app.use('/hello', listener) with prefix '/hello': the path is not stripped a second time", async () => {
+    const cfg = config('twice');
+    const listener = await createRequestListener(InnerModule.forRoot(cfg), { prefix: '/hello' });
+    const app = express();
+    app.use('/hello', listener);
+    const server = http.createServer(app);
+    const origin = await listen(server);
+    try {
+      const res = await send(`${origin}/hello/hello`);
+      expect(res.status).toBe(200);
+      expect(res.json()).toEqual({ app: 'twice', greeting: 'hello from twice', url: '/hello', baseUrl: '/hello' });
+      expect((await send(`${origin}/hello/go`)).headers.location).toBe('/hello/target');
+    } finally {
+      await closeServer(server);
+      await listener.close();
+    }
+  });
+});
+
+describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)', () => {
+  @Controller()
+  class MembersController {
+    @Get('members/page')
+    @UseGuards(RemoteUserGuard)
+    page() {
+      return { members: true };
+    }
+
+    @Get('original')
+    original(@Req() req: { url: string; originalUrl: string }) {
+      return { url: req.url, originalUrl: req.originalUrl };
+    }
+  }
+  const membersApp = { module: class MembersModule {}, imports: [GatewayModule.forRoot({ loginUrl: '/login' })], controllers: [MembersController] };
+  const browser = { accept: 'text/html' };
+
+  test('Koa: req.originalUrl keeps the prefix, so a login redirect brings the browser back under it', async () => {
+    const listener = await createRequestListener(membersApp, { prefix: '/nest' });
+    const app = new Koa();
+    app.use(async (ctx) => {
+      ctx.respond = false;
+      listener(ctx.req, ctx.res);
+    });
+    const server = http.createServer(app.callback());
+    const origin = await listen(server);
+    try {
+      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await send(`${origin}/nest/members/page`, { headers: browser });
+      expect(res.status).toBe(302);
+      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await closeServer(server);
+      await listener.close();
+    }
+  });
+
+  test('createFetchHandler: the same', async () => {
+    const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
+    try {
+      const original = await handler(new Request('http://embedded.test/nest/original?x=1'));
+      expect(await original.json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await handler(new Request('http://embedded.test/nest/members/page', { headers: browser }));
+      expect(res.status).toBe(302);
+      expect(res.headers.get('location')).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await handler.close();
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // X-Forwarded-Prefix
 // ---------------------------------------------------------------------------------------------
@@ -507,6 +579,61 @@ describe('createFetchHandler aborts', () => {
     } finally {
       await host.close();
     }
+  });
+});
+
+describe('createFetchHandler under https', () => {
+  let handler: NestFetchHandler | undefined;
+  beforeAll(async () => {
+    handler = await createFetchHandler(InnerModule.forRoot(config('tls')), { prefix: '/nest' });
+  });
+  afterAll(async () => {
+    await handler?.close();
+  });
+
+  test('a request for an https URL is secure to the Nest app, and its own redirects stay on https', async () => {
+    const res = await handler!(new Request('https://embedded.test/nest/scheme'));
+    expect(await res.json()).toEqual({ protocol: 'https', secure: true });
+    const go = await handler!(new Request('https://embedded.test/nest/scheme-go'));
+    expect(go.status).toBe(302);
+    expect(go.headers.get('location')).toBe('https://embedded.test/nest/target');
+  });
+
+  test('an http URL stays http', async () => {
+    const res = await handler!(new Request('http://embedded.test/nest/scheme'));
+    expect(await res.json()).toEqual({ protocol: 'http', secure: false });
+  });
+});
+
+describe('createFetchHandler with a Request built by its caller (no Content-Length)', () => {
+  let handler: NestFetchHandler | undefined;
+  beforeAll(async () => {
+    handler = await createFetchHandler(InnerModule.forRoot(config('built')));
+  });
+  afterAll(async () => {
+    await handler?.close();
+  });
+  const payload = { title: 'Grüße', n: 42 };
+  const json = { 'content-type': 'application/json' };
+
+  test('a string body reaches the Nest body parser', async () => {
+    const res = await handler!(new Request('http://embedded.test/echo', { method: 'POST', headers: json, body: JSON.stringify(payload) }));
+    expect(res.status).toBe(201);
+    expect(await res.json()).toEqual({ app: 'built', received: payload, contentType: 'application/json' });
+  });
+
+  test('a streamed body of unknown length does too', async () => {
+    const bytes = new TextEncoder().encode(JSON.stringify(payload));
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes.subarray(0, 5));
+        controller.enqueue(bytes.subarray(5));
+        controller.close();
+      },
+    });
+    const init = { method: 'POST', headers: json, body, duplex: 'half' } as RequestInit;
+    const res = await handler!(new Request('http://embedded.test/echo', init));
+    expect(await res.json()).toEqual({ app: 'built', received: payload, contentType: 'application/json' });
   });
 });
 

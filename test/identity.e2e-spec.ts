@@ -86,6 +86,16 @@ class CallsController {
   }
 }
 
+@Controller('both')
+@GatewayHeaders({ append: { vary: 'Cookie', 'set-cookie': 'seen=1; Path=/' } })
+class BothLevelsController {
+  @Get('x')
+  @GatewayHeaders({ set: { 'x-handler': 'yes' } })
+  x() {
+    return { both: true };
+  }
+}
+
 const controllers = [
   LoginController,
   NodeMount,
@@ -97,6 +107,7 @@ const controllers = [
   UnrewrittenMount,
   HeadersMount,
   CallsController,
+  BothLevelsController,
 ];
 
 const FORGED = {
@@ -261,6 +272,14 @@ describe('response shaping', () => {
     expect(plain.headers['x-class']).toBe('yes');
     expect(plain.headers['x-handler']).toBe('yes');
     expect(plain.headers['x-powered-by']).toBeUndefined();
+  });
+
+  it('applies @GatewayHeaders on a class and on its handler once each (an append is not doubled)', async () => {
+    const res = await request(s.url).get('/both/x');
+    expect(res.body).toEqual({ both: true });
+    expect(res.headers['x-handler']).toBe('yes');
+    expect(res.headers.vary).toBe('Cookie');
+    expect(res.headers['set-cookie']).toEqual(['seen=1; Path=/']);
   });
 });
 

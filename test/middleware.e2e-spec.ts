@@ -20,6 +20,11 @@ const gate: NodeMiddleware = (req, res, next) => {
     res.end('blocked by middleware');
   } else next();
 };
+// What connect-history-api-fallback does for a single-page app: unknown paths serve the index.
+const historyFallback: NodeMiddleware = (req, _res, next) => {
+  if (!req.url?.startsWith('/assets/')) req.url = '/index.html?from=history';
+  next();
+};
 const failing: NodeMiddleware = (_req, _res, next) => next(new Error('middleware broke'));
 
 function app(req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) {
@@ -39,10 +44,16 @@ const script = fileURLToPath(new URL('./fixtures/cgi/env.sh', import.meta.url));
 @MountGateway('cgi', cgiApp(script), { middleware: [addHeader, gate] })
 class CgiWrapped {}
 
+@MountGateway('spa', app, { middleware: [historyFallback] })
+class Spa {}
+
+@MountGateway('spa-cgi', cgiApp(script), { middleware: [historyFallback] })
+class SpaCgi {}
+
 describe('middleware per mount', () => {
   let s: Started;
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped] });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped, Spa, SpaCgi] });
   });
   afterAll(() => s.close());
   beforeEach(() => (seen.length = 0));
@@ -80,5 +91,14 @@ describe('middleware per mount', () => {
     expect(await ok.text()).toContain('SCRIPT_NAME=/cgi');
     const blocked = await fetch(`${s.url}/cgi/p`, { headers: { 'x-block': '1' } });
     expect(blocked.status).toBe(418);
+  });
+
+  it('a middleware that rewrites req.url (a history fallback) decides what the app serves, as under Express', async () => {
+    expect(await (await fetch(`${s.url}/spa/some/route`)).text()).toBe('app saw /index.html?from=history under /spa');
+    expect(await (await fetch(`${s.url}/spa/assets/app.js?v=1`)).text()).toBe('app saw /assets/app.js?v=1 under /spa');
+    const cgi = await (await fetch(`${s.url}/spa-cgi/some/route`)).text();
+    expect(cgi).toContain('PATH_INFO=/index.html\n');
+    expect(cgi).toContain('QUERY_STRING=from=history\n');
+    expect(cgi).toContain('SCRIPT_NAME=/spa-cgi\n');
   });
 });

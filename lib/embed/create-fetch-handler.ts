@@ -25,7 +25,14 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
     const rawHeaders: string[] = [];
     for (const [name, value] of request.headers) rawHeaders.push(name, value);
     if (!request.headers.has('host')) rawHeaders.push('host', url.host);
-    const outer = new IncomingMessage(new Socket());
+    // A Request built in code carries no framing headers; Node apps (body parsers) see a body by them.
+    if (request.body && !request.headers.has('content-length') && !request.headers.has('transfer-encoding')) {
+      rawHeaders.push('transfer-encoding', 'chunked');
+    }
+    const socket = new Socket();
+    // Express takes req.protocol, req.secure (and the prefix rewrite its scheme) from the socket.
+    if (url.protocol === 'https:') Object.assign(socket, { encrypted: true });
+    const outer = new IncomingMessage(socket);
     outer.httpVersion = '1.1';
     outer.httpVersionMajor = 1;
     outer.httpVersionMinor = 1;

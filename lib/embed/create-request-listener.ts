@@ -11,7 +11,8 @@ export interface EmbedOptions {
   nestOptions?: NestApplicationOptions;
   /**
    * The prefix the app is served under, when the host server cannot tell (a fetch runtime
-   * that does not strip it, Koa). Requests whose path starts with it have it removed.
+   * that does not strip it, Koa). Requests whose path starts with it have it removed, unless
+   * the host removed it already (its `req.baseUrl` is the prefix).
    * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header
    */
   prefix?: string;
@@ -37,12 +38,15 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const fixedPrefix = options.prefix === undefined ? undefined : validatePrefix(options.prefix);
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
-  const listener = (req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) => {
+  const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
     const prefix = mountPrefixOf(req, fixedPrefix);
     if (prefix) {
       const path = req.url ?? '/';
-      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right.
-      if (fixedPrefix !== undefined && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;
+      // one that did (Express's app.use, a mount) says so in req.baseUrl.
+      if (fixedPrefix !== undefined && req.baseUrl !== prefix && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
+        // As under an Express mount: the client's URL (login redirects' `next`, logs) keeps the prefix.
+        req.originalUrl ??= path;
         req.url = path.slice(prefix.length) || '/';
         if (req.url.startsWith('?')) req.url = '/' + req.url;
       }

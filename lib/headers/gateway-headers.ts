@@ -7,11 +7,13 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
+import type { ServerResponse } from 'node:http';
 import type { Observable } from 'rxjs';
 import { rawResponse } from '../platform/request-info.js';
 import { applyOnWriteHead, type HeaderChanges } from './header-changes.js';
 
 const HEADER_CHANGES = Reflector.createDecorator<HeaderChanges>();
+const INTERCEPTED = Symbol('nest-gateway.headersIntercepted');
 
 /**
  * Applies the header changes of `@GatewayHeaders` (class first, then handler) to whatever the
@@ -24,8 +26,14 @@ export class GatewayHeadersInterceptor implements NestInterceptor {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() === 'http') {
-      const res = rawResponse(context.switchToHttp().getResponse());
-      for (const changes of this.getChanges(context)) applyOnWriteHead(res, changes);
+      const res = rawResponse(context.switchToHttp().getResponse()) as ServerResponse & { [INTERCEPTED]?: Set<Function> };
+      // On both a class and its handler, the interceptor is registered twice (a method's
+      // decorators run before its class's): each reads both, so one run is enough.
+      const seen = (res[INTERCEPTED] ??= new Set());
+      if (!seen.has(this.constructor)) {
+        seen.add(this.constructor);
+        for (const changes of this.getChanges(context)) applyOnWriteHead(res, changes);
+      }
     }
     return next.handle();
   }

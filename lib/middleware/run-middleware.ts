@@ -9,27 +9,34 @@ export type NodeMiddleware = {
 /**
  * Runs a mount's middleware in order on the client's request and response, with mount
  * semantics (`req.url` under the mount, `req.baseUrl` the prefix, restored afterwards).
- * Resolves true when the last one passes the request on, false when one answered it.
+ * Resolves with the exchange the app gets when the last one passes the request on (with the
+ * path and query a middleware rewrote `req.url` to, as Express would), false when one answered it.
  */
-export function runMiddleware(middleware: readonly NodeMiddleware[], exchange: GatewayExchange, res: ServerResponse): Promise<boolean> {
+export function runMiddleware(
+  middleware: readonly NodeMiddleware[],
+  exchange: GatewayExchange,
+  res: ServerResponse,
+): Promise<GatewayExchange | false> {
   const req = exchange.req as IncomingMessage & { baseUrl?: string };
   const saved = { url: req.url, baseUrl: req.baseUrl };
-  req.url = (exchange.pathInfo || '/') + exchange.search;
+  const url = (exchange.pathInfo || '/') + exchange.search;
+  req.url = url;
   req.baseUrl = exchange.prefix;
   const restore = () => {
     req.url = saved.url;
     req.baseUrl = saved.baseUrl;
   };
-  return new Promise<boolean>((resolve, reject) => {
+  return new Promise<GatewayExchange | false>((resolve, reject) => {
     let index = 0;
     let settled = false;
     const settle = (passed: boolean, error?: unknown) => {
       if (settled) return;
       settled = true;
       res.off('finish', answered).off('close', answered);
+      const passedUrl = req.url ?? url;
       restore();
       if (error !== undefined) reject(error);
-      else resolve(passed);
+      else resolve(passed && (passedUrl === url ? exchange : withUrl(exchange, passedUrl)));
     };
     const answered = () => settle(false);
     res.once('finish', answered).once('close', answered);
@@ -48,4 +55,11 @@ export function runMiddleware(middleware: readonly NodeMiddleware[], exchange: G
     };
     next();
   });
+}
+
+/** The exchange with the path and query of `url`; the apps check the new path as any other. */
+function withUrl(exchange: GatewayExchange, url: string): GatewayExchange {
+  const query = url.indexOf('?');
+  const pathInfo = query === -1 ? url : url.slice(0, query);
+  return { ...exchange, pathInfo, search: query === -1 ? '' : url.slice(query) };
 }
