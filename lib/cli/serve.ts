@@ -55,8 +55,9 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const { values, positionals } = parsed;
   if (values.help) return 'help';
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <target>' : `one target only, got ${positionals.join(' ')}`);
-  const port = Number(values.port ?? 3000);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0 to 65535, got ${values.port}`);
+  // Number() would take '', ' ', '1e3' and '0x50' as ports (the first two as 0: a random one).
+  const port = values.port === undefined ? 3000 : /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
+  if (!(port >= 0 && port <= 65535)) throw new UsageError(`--port must be a number from 0 to 65535, got '${values.port}'`);
   let prefix: string;
   try {
     prefix = validatePrefix(values.prefix ?? '');
