@@ -1,6 +1,7 @@
 /** `nest-gateway serve`, run as users run it: the built command in a process of its own. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { within } from './fixtures/waiting.js';
 
@@ -67,6 +68,21 @@ describe('nest-gateway serve', () => {
     const out = execFileSync(process.execPath, [BIN, 'serve', '--help'], { encoding: 'utf8' });
     for (const flag of ['--port', '--host', '--prefix', '--profile', '--help']) expect(out).toContain(flag);
   });
+
+  it('a port already in use: one line that says so, and a non-zero exit', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const child = run(['serve', fixture('listener.mjs'), '--port', String(port)]);
+      const [code] = (await within(once(child, 'exit'), 20_000, 'the command to give up')) as [number];
+      expect(code).toBe(1);
+      expect(child.output()).toMatch(new RegExp(`port ${port} .*already in use`));
+      expect(child.output().trim().split('\n')).toHaveLength(1);
+    } finally {
+      taken.close();
+    }
+  }, 30_000);
 
   it.each([
     [['serve'], /missing <target>/],

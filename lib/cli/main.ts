@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseServeArgs, serve, SERVE_HELP, TargetError, UsageError } from './serve.js';
+import { ListenError, parseServeArgs, serve, SERVE_HELP, TargetError, UsageError } from './serve.js';
 
 const USAGE = `Usage: nest-gateway serve <target> [--port N] [--host H] [--prefix P] [--profile]
        nest-gateway serve --help`;
@@ -30,9 +30,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     serving = await serve(options);
   } catch (error) {
-    if (!(error instanceof TargetError)) throw error;
+    if (!(error instanceof TargetError) && !(error instanceof ListenError)) throw error;
     process.stderr.write(`nest-gateway serve: ${error.message}\n`);
-    return 2;
+    return error instanceof TargetError ? 2 : 1;
   }
   process.stdout.write(`nest-gateway: serving ${serving.description}\n`);
   await new Promise<void>((resolve) => {

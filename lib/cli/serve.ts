@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import { MountGateway } from '../decorators/mount-gateway.decorator.js';
 import { GatewayModule } from '../gateway.module.js';
@@ -24,6 +25,9 @@ Options:
 `;
 
 export class UsageError extends Error {}
+
+/** The server could not listen (port in use, no permission, no such address); said in one line. */
+export class ListenError extends Error {}
 
 export interface ServeOptions {
   target: string;
@@ -86,7 +90,15 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   class ServeModule {}
   Module({ imports: [GatewayModule.forRoot()], controllers: [ServedApp] })(ServeModule);
   const app = await NestFactory.create(ServeModule, { logger: ['error', 'warn'] });
-  await app.listen(options.port, options.host);
+  await app.init();
+  try {
+    // Not app.listen(): it logs a failure as a Nest error with a stack before rejecting.
+    await listen(app.getHttpServer() as Server, options.port, options.host);
+  } catch (error) {
+    await app.close();
+    await target.close();
+    throw listenError(error as NodeJS.ErrnoException, options);
+  }
   const address = app.getHttpServer().address() as { port: number };
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   const url = `http://${host}:${address.port}${options.prefix}/`;
@@ -99,6 +111,30 @@ export async function serve(options: ServeOptions): Promise<Serving> {
       await target.close();
     },
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function listenError(error: NodeJS.ErrnoException, { port, host }: ServeOptions): Error {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new ListenError(`port ${port} on ${host} is already in use (pick another with --port, or 0 for a free one)`);
+    case 'EACCES':
+      return new ListenError(`no permission to listen on port ${port} on ${host}`);
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return new ListenError(`cannot listen on ${host}: not an address of this machine`);
+    default:
+      return error;
+  }
 }
 
 export { TargetError };
