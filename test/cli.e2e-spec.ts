@@ -44,6 +44,8 @@ describe('nest-gateway serve', () => {
     ['listener.mjs', 'Node listener', '/x', 'node listener saw /x under /app'],
     ['fetch.mjs', 'fetch handler', '/x', 'fetch handler saw /x'],
     ['module.mjs', 'Nest module', '/hello', 'nest module says hello'],
+    ['dynamic-module.mjs', 'Nest module', '/hello', 'dynamic module says hello'],
+    ['dynamic-named.mjs', 'Nest module', '/hello', 'named dynamic module says hello'],
     ['script.sh', 'CGI script', '/x', 'CGI script at /app/x'],
   ])('serves %s (%s) under a prefix, prints its URL, stops on Ctrl-C', async (file, kind, path, expected) => {
     const child = run(['serve', fixture(file), '--port', '0', '--prefix', '/app']);

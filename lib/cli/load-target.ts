@@ -22,7 +22,8 @@ export class TargetError extends Error {}
 /**
  * Loads the target of `nest-gateway serve`: a JavaScript module exporting a Node listener,
  * a fetch handler (or an object with `.fetch`, such as a Hono app), a Koa app or a Nest
- * module; anything else that is a file is run as a CGI script.
+ * module (a class, or a DynamicModule such as `AppModule.forRoot()`); anything else that
+ * is a file is run as a CGI script.
  */
 export async function loadTarget(target: string): Promise<ServeTarget> {
   const path = resolve(target);
@@ -49,6 +50,8 @@ export async function loadTarget(target: string): Promise<ServeTarget> {
 }
 
 function isNestModule(value: unknown): boolean {
+  // A DynamicModule (`AppModule.forRoot()`) is a plain object naming its class in `module`.
+  if (typeof value === 'object' && value !== null) return typeof (value as { module?: unknown }).module === 'function';
   if (typeof value !== 'function') return false;
   return ['imports', 'controllers', 'providers', 'exports'].some((key) => Reflect.getMetadata?.(key, value) !== undefined);
 }
