@@ -96,7 +96,27 @@ class BothLevelsController {
   }
 }
 
+// Stacked decorators apply as read, top to bottom: class ones first, then the handler's.
+@Controller('stacked')
+@GatewayHeaders({ set: { 'x-order': 'class-1' }, append: { 'x-trail': 'class-1' } })
+@GatewayHeaders({ set: { 'x-class-2': 'yes' }, append: { 'x-trail': 'class-2' } })
+class StackedController {
+  @Get('x')
+  @GatewayHeaders({ append: { 'x-trail': 'handler-1' } })
+  @GatewayHeaders({ set: { 'x-order': 'handler-2' }, append: { 'x-trail': 'handler-2' } })
+  x() {
+    return { stacked: true };
+  }
+}
+
+@MountGateway('stacked-mount', echoListener)
+@GatewayHeaders({ set: { 'x-first': 'yes', 'x-dropped': 'yes' } })
+@GatewayHeaders({ remove: ['x-dropped'], append: { vary: 'Cookie' } })
+class StackedMount {}
+
 const controllers = [
+  StackedController,
+  StackedMount,
   LoginController,
   NodeMount,
   FetchMount,
@@ -280,6 +300,30 @@ describe('response shaping', () => {
     expect(res.headers['x-handler']).toBe('yes');
     expect(res.headers.vary).toBe('Cookie');
     expect(res.headers['set-cookie']).toEqual(['seen=1; Path=/']);
+  });
+});
+
+describe('stacked @GatewayHeaders', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [StackedController, StackedMount] });
+  });
+  afterAll(() => s.close());
+
+  it('on a class and on a handler all apply, top to bottom, each once', async () => {
+    const res = await request(s.url).get('/stacked/x');
+    expect(res.body).toEqual({ stacked: true });
+    expect(res.headers['x-trail']).toBe('class-1, class-2, handler-1, handler-2');
+    expect(res.headers['x-class-2']).toBe('yes');
+    expect(res.headers['x-order']).toBe('handler-2');
+  });
+
+  it('on a mount all apply, top to bottom, each once', async () => {
+    const res = await request(s.url).get('/stacked-mount/x');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-first']).toBe('yes');
+    expect(res.headers['x-dropped']).toBeUndefined();
+    expect(res.headers.vary).toBe('Cookie');
   });
 });
 

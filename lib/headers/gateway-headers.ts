@@ -12,13 +12,13 @@ import type { Observable } from 'rxjs';
 import { rawResponse } from '../platform/request-info.js';
 import { applyOnWriteHead, type HeaderChanges } from './header-changes.js';
 
-const HEADER_CHANGES = Reflector.createDecorator<HeaderChanges>();
+const HEADER_CHANGES = Reflector.createDecorator<HeaderChanges[]>();
 const INTERCEPTED = Symbol('nest-gateway.headersIntercepted');
 
 /**
- * Applies the header changes of `@GatewayHeaders` (class first, then handler) to whatever the
- * handler's response turns out to be: a GatewayResponse, a mounted app's own response, or an
- * ordinary Nest response. Protected hooks let a subclass compute changes per request.
+ * Applies the header changes of `@GatewayHeaders` (class first, then handler, each in the
+ * order written) to whatever the handler's response turns out to be: a GatewayResponse, a
+ * mounted app's own response, or an ordinary Nest response. Protected hooks let a subclass compute changes per request.
  */
 @Injectable()
 export class GatewayHeadersInterceptor implements NestInterceptor {
@@ -42,7 +42,7 @@ export class GatewayHeadersInterceptor implements NestInterceptor {
   protected getChanges(context: ExecutionContext): HeaderChanges[] {
     const onClass = this.reflector.get(HEADER_CHANGES, context.getClass());
     const onHandler = this.reflector.get(HEADER_CHANGES, context.getHandler());
-    return [onClass, onHandler].filter((changes): changes is HeaderChanges => changes !== undefined);
+    return [...(onClass ?? []), ...(onHandler ?? [])];
   }
 }
 
@@ -52,14 +52,16 @@ const APPLIED = Symbol('nest-gateway.headersApplied');
  * Header changes (`set`, `append`, `remove`) for the response of the decorated class or
  * handler, whether it is a mounted app, a returned GatewayResponse or anything else.
  * Registers GatewayHeadersInterceptor for the target; on both a class and its handler,
- * the class's changes apply first.
+ * the class's changes apply first. Several on one target all apply, top to bottom.
  */
 export function GatewayHeaders(changes: HeaderChanges): ClassDecorator & MethodDecorator {
   return (target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
     const holder = (descriptor?.value ?? target) as Record<symbol, boolean>;
     const classTarget = (key === undefined ? target : target.constructor) as unknown as Record<symbol, boolean>;
     // One interceptor per class is enough: it reads class and handler metadata itself.
-    const decorators: Array<ClassDecorator | MethodDecorator> = [HEADER_CHANGES(changes)];
+    // Decorators run bottom to top, so the one read first arrives last and goes in front.
+    const below = (Reflect.getOwnMetadata(HEADER_CHANGES.KEY, holder) as HeaderChanges[] | undefined) ?? [];
+    const decorators: Array<ClassDecorator | MethodDecorator> = [HEADER_CHANGES([changes, ...below])];
     if (!classTarget[APPLIED] && !holder[APPLIED]) decorators.push(UseInterceptors(GatewayHeadersInterceptor));
     holder[APPLIED] = true;
     (applyDecorators(...decorators) as (t: object, k?: string | symbol, d?: PropertyDescriptor) => void)(
