@@ -37,7 +37,7 @@ import {
 } from './fixtures/embed/inner-app.js';
 import { send } from './fixtures/http-client.js';
 import { startNest } from './fixtures/start.js';
-import { waitFor } from './fixtures/waiting.js';
+import { waitFor, within } from './fixtures/waiting.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -556,6 +556,15 @@ describe('createFetchHandler aborts', () => {
     controller.abort();
     await expect(pending).rejects.toThrow();
     await waitFor(() => record.closed, 2000, 'the stalling handler sees its response close');
+  });
+
+  test('request.signal aborted already: the call rejects at once and the Nest handler never runs', async () => {
+    const before = cfg.drips!.length;
+    const call = (path: string) => handler!(new Request(`http://embedded.test${path}`, { signal: AbortSignal.abort() }));
+    await expect(within(call('/hello'), 2000, 'the call to settle')).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(within(call('/stall'), 2000, 'the call to settle')).rejects.toMatchObject({ name: 'AbortError' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(cfg.drips!.length).toBe(before);
   });
 
   test('a client going away from a Hono host tears the inner response down', async () => {

@@ -16,11 +16,15 @@ export type NestFetchHandler = ((request: Request) => Promise<Response>) & {
 /**
  * Serves a Nest module (or app, controller, handler function) as a WHATWG fetch handler:
  * Hono's `app.mount('/nest', handler)`, Bun/Deno-style servers, a Cloudflare-like worker
- * runtime on Node. The request body streams in, the response body streams out.
+ * runtime on Node. The request body streams in, the response body streams out. A
+ * `request.signal` that aborts rejects the call and closes the Nest response; one aborted
+ * already rejects with its reason before the app sees the request.
  */
 export async function createFetchHandler(source: NestAppSource, options: EmbedOptions = {}): Promise<NestFetchHandler> {
   const listener = await createRequestListener(source, options);
   const handler = async (request: Request): Promise<Response> => {
+    // Its 'abort' event has fired already and will not again: as fetch() does, reject at once.
+    request.signal?.throwIfAborted();
     const url = new URL(request.url);
     const rawHeaders: string[] = [];
     for (const [name, value] of request.headers) rawHeaders.push(name, value);
