@@ -18,7 +18,8 @@ const INTERCEPTED = Symbol('nest-gateway.headersIntercepted');
 /**
  * Applies the header changes of `@GatewayHeaders` (class first, then handler, each in the
  * order written) to whatever the handler's response turns out to be: a GatewayResponse, a
- * mounted app's own response, or an ordinary Nest response. Protected hooks let a subclass compute changes per request.
+ * mounted app's own response, or an ordinary Nest response. Protected hooks let a subclass
+ * compute changes per request.
  */
 @Injectable()
 export class GatewayHeadersInterceptor implements NestInterceptor {
