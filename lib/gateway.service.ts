@@ -44,6 +44,7 @@ const UPGRADES_HOOKED = Symbol.for('nest-gateway.upgradesHooked');
 export class GatewayService implements OnApplicationBootstrap {
   private readonly logger = new Logger('Gateway');
   private readonly identityHeader: string;
+  private readonly bodyReplayLimit: number;
   /** Identity header and aliases, normalised as `headerKey` does. */
   private readonly identityNames: ReadonlySet<string>;
   private readonly untrustedNames: ReadonlySet<string>;
@@ -54,6 +55,7 @@ export class GatewayService implements OnApplicationBootstrap {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.identityHeader = (options.identityHeader ?? DEFAULT_IDENTITY_HEADER).toLowerCase();
+    this.bodyReplayLimit = options.bodyReplayLimit ?? 1024 * 1024;
     // The default header stays stripped under a custom one: apps (and gunicorn's
     // HTTP_REMOTE_USER) may still trust it.
     this.identityNames = new Set(
@@ -66,9 +68,7 @@ export class GatewayService implements OnApplicationBootstrap {
       if (!adapter) return;
       hookAdapterReply(adapter, this.logger);
       if (adapter.getType() === 'express') {
-        installExpressRequestHooks(adapter.getInstance(), {
-          bodyReplayLimit: this.options.bodyReplayLimit ?? 1024 * 1024,
-        });
+        installExpressRequestHooks(adapter.getInstance(), { bodyReplayLimit: this.bodyReplayLimit });
       }
     });
   }
@@ -113,7 +113,7 @@ export class GatewayService implements OnApplicationBootstrap {
     return this.run(req, pathInfo, options, async (clientExchange) => {
       let exchange: GatewayExchange = clientExchange;
       if (options.middleware?.length) {
-        const passed = await runMiddleware(options.middleware, exchange, rawResponse(res));
+        const passed = await runMiddleware(options.middleware, exchange, rawResponse(res), this.bodyReplayLimit);
         if (!passed) return ALREADY_SENT;
         exchange = passed;
       }

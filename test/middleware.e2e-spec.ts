@@ -1,3 +1,4 @@
+import express from 'express';
 import { GatewayModule, MountGateway, cgiApp, type NodeMiddleware } from 'nest-gateway';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -50,10 +51,23 @@ class Spa {}
 @MountGateway('spa-cgi', cgiApp(script), { middleware: [historyFallback] })
 class SpaCgi {}
 
+// A mount whose middleware parses the JSON body to look at it, then lets the app have it.
+const nameHeader: NodeMiddleware = (req, res, next) => {
+  res.setHeader('x-name', String((req as IncomingMessage & { body?: { name?: string } }).body?.name ?? 'none'));
+  next();
+};
+function echoBody(req: IncomingMessage, res: ServerResponse) {
+  const chunks: Buffer[] = [];
+  req.on('data', (chunk: Buffer) => chunks.push(chunk));
+  req.on('end', () => res.end(`${req.headers['content-type']} ${Buffer.concat(chunks).toString()}`));
+}
+@MountGateway('parsed', echoBody, { middleware: [express.json(), nameHeader] })
+class Parsed {}
+
 describe('middleware per mount', () => {
   let s: Started;
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped, Spa, SpaCgi] });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped, Spa, SpaCgi, Parsed] });
   });
   afterAll(() => s.close());
   beforeEach(() => (seen.length = 0));
@@ -100,5 +114,16 @@ describe('middleware per mount', () => {
     expect(cgi).toContain('PATH_INFO=/index.html\n');
     expect(cgi).toContain('QUERY_STRING=from=history\n');
     expect(cgi).toContain('SCRIPT_NAME=/spa-cgi\n');
+  });
+
+  it('a middleware may parse the body (express.json()); the app still gets it byte for byte', async () => {
+    const json = '{"name": "ada",  "n": 12345678901234567890}';
+    const parsed = await fetch(`${s.url}/parsed/x`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: json });
+    expect(parsed.headers.get('x-name')).toBe('ada');
+    expect(await parsed.text()).toBe(`application/json ${json}`);
+    // A body the middleware leaves alone still streams to the app as it comes.
+    const text = await fetch(`${s.url}/parsed/x`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'plain words' });
+    expect(text.headers.get('x-name')).toBe('none');
+    expect(await text.text()).toBe('text/plain plain words');
   });
 });

@@ -8,6 +8,8 @@ interface Replay {
   chunks: Buffer[] | null;
   size: number;
   complete: boolean;
+  /** Takes the recording off the request again. */
+  stop(): void;
 }
 type TrackedRequest = IncomingMessage & { [HIDDEN_CONTENT_TYPE]?: string; [REPLAY]?: Replay };
 
@@ -57,9 +59,19 @@ export function restoreContentType(req: IncomingMessage): void {
 export function recordBodyReads(req: IncomingMessage, limit: number): void {
   const tracked = req as TrackedRequest;
   if (limit <= 0 || tracked[REPLAY] || !hasBody(req)) return;
-  const replay: Replay = { chunks: [], size: 0, complete: false };
-  tracked[REPLAY] = replay;
+  const ownEmit = Object.prototype.hasOwnProperty.call(req, 'emit');
   const emit = req.emit;
+  const replay: Replay = {
+    chunks: [],
+    size: 0,
+    complete: false,
+    stop: () => {
+      if (ownEmit) req.emit = emit;
+      else delete (req as Partial<IncomingMessage>).emit;
+      delete tracked[REPLAY];
+    },
+  };
+  tracked[REPLAY] = replay;
   req.emit = function (this: IncomingMessage, event: string | symbol, ...args: unknown[]): boolean {
     if (event === 'data' && replay.chunks) {
       const chunk = args[0] as Buffer;
@@ -71,6 +83,15 @@ export function recordBodyReads(req: IncomingMessage, limit: number): void {
     }
     return emit.call(this, event, ...args);
   } as IncomingMessage['emit'];
+}
+
+/**
+ * Ends a recording whose body nobody has read: the app will stream it, and nothing of it
+ * need be kept. A body that was read stays recorded for replay.
+ */
+export function forgetUnreadBody(req: IncomingMessage): void {
+  const replay = (req as TrackedRequest)[REPLAY];
+  if (replay && isBodyUntouched(req)) replay.stop();
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExchange } from '../apps/gateway-app.js';
+import { forgetUnreadBody, hasBody, isBodyUntouched, recordBodyReads, restoreContentType } from '../http/request-body.js';
 
 /** Connect/Express middleware: `(req, res, next) => void`. */
 export type NodeMiddleware = {
@@ -11,13 +12,19 @@ export type NodeMiddleware = {
  * semantics (`req.url` under the mount, `req.baseUrl` the prefix, restored afterwards).
  * Resolves with the exchange the app gets when the last one passes the request on (with the
  * path and query a middleware rewrote `req.url` to, as Express would), false when one answered it.
+ * A middleware may read the body (`express.json()`): what it reads, up to `bodyReplayLimit`
+ * bytes, is replayed to the app.
  */
 export function runMiddleware(
   middleware: readonly NodeMiddleware[],
   exchange: GatewayExchange,
   res: ServerResponse,
+  bodyReplayLimit: number,
 ): Promise<GatewayExchange | false> {
   const req = exchange.req as IncomingMessage & { baseUrl?: string };
+  // The body parsers were kept off this request; its middleware sees it as Express would.
+  restoreContentType(req);
+  recordBodyReads(req, bodyReplayLimit);
   const saved = { url: req.url, baseUrl: req.baseUrl };
   const url = (exchange.pathInfo || '/') + exchange.search;
   req.url = url;
@@ -35,8 +42,13 @@ export function runMiddleware(
       res.off('finish', answered).off('close', answered);
       const passedUrl = req.url ?? url;
       restore();
-      if (error !== undefined) reject(error);
-      else resolve(passed && (passedUrl === url ? exchange : withUrl(exchange, passedUrl)));
+      forgetUnreadBody(req);
+      if (error !== undefined) return reject(error);
+      if (!passed) return resolve(false);
+      const next = passedUrl === url ? exchange : withUrl(exchange, passedUrl);
+      // A body a middleware read is no longer the client's live stream: the app gets the replay.
+      const bodyIsLive = !hasBody(req) || isBodyUntouched(req);
+      resolve(bodyIsLive === next.bodyIsLive ? next : { ...next, bodyIsLive });
     };
     const answered = () => settle(false);
     res.once('finish', answered).once('close', answered);
