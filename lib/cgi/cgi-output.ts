@@ -1,4 +1,5 @@
 import { Transform, type Readable } from 'node:stream';
+import { markBrokenOff } from '../http/body-source.js';
 import { CgiHeadParser, CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
 
 /**
@@ -87,7 +88,10 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
   if (outcome) {
     const settle = () => {
       disarm();
-      void outcome.then((error) => (error ? body.destroy(error) : body.end()));
+      void outcome.then((error) => {
+        if (error) markBrokenOff(body, error);
+        body.end();
+      });
     };
     // The output may have ended while its head was read: pipe() then ends nothing.
     if (output.readableEnded) settle();

@@ -1,5 +1,22 @@
 import { Readable } from 'node:stream';
 
+const BREAKS_OFF = Symbol('nest-gateway.breaksOff');
+
+/**
+ * Marks a body whose producer failed after its last bytes (a CGI script killed mid-body):
+ * the body still ends normally, so that bytes not yet read are not lost, and the sender
+ * breaks the response off at its end instead of completing it. Destroying the body instead
+ * would drop whatever its reader had not taken yet.
+ */
+export function markBrokenOff(body: Readable, error: Error): void {
+  (body as Readable & { [BREAKS_OFF]?: Error })[BREAKS_OFF] = error;
+}
+
+/** Why a body that ended must not count as complete, if it must not. */
+export function brokenOffReason(body: Readable): Error | undefined {
+  return (body as Readable & { [BREAKS_OFF]?: Error })[BREAKS_OFF];
+}
+
 /** What a caller may hand over as a replacement body. */
 export type BodyInit =
   | string

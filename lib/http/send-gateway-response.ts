@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { takeWholeBody } from './body-source.js';
+import { brokenOffReason, takeWholeBody } from './body-source.js';
 import type { GatewayResponse } from './gateway-response.js';
 
 /**
@@ -103,6 +103,8 @@ function pump(body: Readable, res: ServerResponse, length: number | undefined): 
       body.destroy(); // the app is told nobody reads it any more
     };
     const onEnd = () => {
+      const brokenOff = brokenOffReason(body);
+      if (brokenOff) return finish(brokenOff);
       if (length !== undefined && sent < length) {
         return finish(new Error(`Body ended after ${sent} of its ${length}-byte Content-Length`));
       }
