@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { hideContentType, recordBodyReads } from '../http/request-body.js';
-import { compileMountPrefix, isMountPattern, MOUNT_WILDCARD } from './mount-matcher.js';
+import { compileMountPrefix, isMountPattern, mountPathOf } from './mount-matcher.js';
 
 interface ExpressLayer {
   route?: { path?: unknown; _handlesMethod?(method: string): boolean };
@@ -60,7 +60,7 @@ function mountRouteMatcher(app: ExpressApp): (path: string, method: string) => b
       // A mount also serves its bare path, through a route of its own without the wildcard.
       for (const layer of candidates) {
         const pattern = layer.route?.path;
-        if (isMountPattern(pattern)) mountPaths.add(pattern.slice(0, pattern.indexOf(`*${MOUNT_WILDCARD}`)).replace(/\{?\/$/, ''));
+        if (isMountPattern(pattern)) mountPaths.add(mountPathOf(pattern));
       }
       // Express matches every route in front of the mount for each request anyway; matching
       // them all a second time here would double that. Only routes that can match some path

@@ -6,10 +6,7 @@ export const MOUNT_WILDCARD = 'gatewayPathInfo';
  * test for raw request paths: the prefix segments, then a `/` or the end.
  */
 export function compileMountPrefix(pattern: string): RegExp {
-  const segments = pattern.split('/');
-  const wildcard = segments.findIndex((segment) => segment.includes(`*${MOUNT_WILDCARD}`));
-  const prefix = segments.slice(0, wildcard === -1 ? undefined : wildcard);
-  const source = prefix
+  const source = prefixSegments(pattern)
     .map((segment) =>
       segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
     )
@@ -19,4 +16,15 @@ export function compileMountPrefix(pattern: string): RegExp {
 
 export function isMountPattern(pattern: unknown): pattern is string {
   return typeof pattern === 'string' && pattern.includes(`*${MOUNT_WILDCARD}`);
+}
+
+/** The path a mount route pattern serves under, without its wildcard (`/api/v1/tracs/:id`). */
+export function mountPathOf(pattern: string): string {
+  return prefixSegments(pattern).join('/');
+}
+
+function prefixSegments(pattern: string): string[] {
+  const segments = pattern.split('/');
+  const wildcard = segments.findIndex((segment) => segment.includes(`*${MOUNT_WILDCARD}`));
+  return segments.slice(0, wildcard === -1 ? undefined : wildcard);
 }
