@@ -7,16 +7,23 @@
 #
 # Protocol. Requests on stdin, each a 4-byte big-endian length then that many bytes: fields
 # separated by NUL (which no argument or variable can contain):
-#   S <id> <streams> <cmd> <cwd> <uid> <gid> <nargs> <arg>... <NAME=VALUE>...
+#   S <id> <streams> <cmd> <cwd> <uid> <gid> <stderr bytes> <nargs> <arg>... <NAME=VALUE>...
 # (<uid>/<gid> empty: keep ours; else the child runs as that user/group, no other groups).
-# <streams> is a subset of "ioe": for each, this helper connects to the Unix socket argv[1]
-# and sends the 12-byte header b"%011d" + one of i/o/e; that connection becomes the child's
-# stdin/stdout/stderr (no "i": /dev/null). Replies on stdout:
+# <streams> is a subset of "io": for each, this helper connects to the Unix socket argv[1]
+# and sends the 12-byte header b"%011d" + one of i/o; that connection becomes the child's
+# stdin/stdout (no "i": /dev/null). The child's stderr is a pipe this helper reads and relays
+# in L lines, up to <stderr bytes> (empty: all); the rest is read and dropped, so that the
+# script never blocks on it. Replies on stdout:
 #   R <python version>                ready (first line)
 #   P <id> <pid>                      started, leader of its own process group
+#   L <id> <base64>                   error output of the script
+#   F <id>                            its error output ended (EOF, or its group is gone)
 #   X <id> <code or -1> <signal or 0> <1 if no process of its group is left, else 0>   exited
 #   E <id> <reason>                   could not start
+# Why stderr is relayed rather than connected back: an accepted connection costs the Node
+# process far more than a line on a pipe it reads anyway, and most scripts write no stderr.
 # When stdin closes (the Node process ended or died), every group still running gets SIGTERM.
+import binascii
 import os
 import select
 import signal
@@ -34,6 +41,8 @@ os.closerange(3, 65536)
 SOCKET_PATH = sys.argv[1]
 out = sys.stdout
 running = {}  # pid -> request id
+relays = {}  # read end of a script's stderr pipe -> Relay
+relay_of = {}  # request id -> its Relay's descriptor
 DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 ROOT = os.getcwd()
 # A script starts with every signal at its default, as exec from a shell would give it
@@ -45,6 +54,49 @@ os.set_blocking(wake_r, False)
 os.set_blocking(wake_w, False)
 signal.set_wakeup_fd(wake_w)
 signal.signal(signal.SIGCHLD, lambda *_: None)
+poller = select.poll()
+poller.register(0, select.POLLIN)
+poller.register(wake_r, select.POLLIN)
+
+
+class Relay:
+    __slots__ = ('request_id', 'room')
+
+    def __init__(self, request_id, room):
+        self.request_id = request_id
+        self.room = room
+
+
+def relay(fd, drain=False):
+    """Passes on what the script wrote to stderr: one read, or all there is (drain)."""
+    state = relays[fd]
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            if drain:
+                end_relay(fd)  # nothing of the group is left to write the rest
+            return
+        except OSError:
+            data = b''
+        if not data:
+            end_relay(fd)
+            return
+        if state.room is None or state.room > 0:
+            part = data if state.room is None else data[:state.room]
+            if state.room is not None:
+                state.room -= len(part)
+            out.write(f'L {state.request_id} {binascii.b2a_base64(part, newline=False).decode()}\n')
+        if not drain:
+            return
+
+
+def end_relay(fd):
+    state = relays.pop(fd)
+    relay_of.pop(state.request_id, None)
+    poller.unregister(fd)
+    os.close(fd)
+    out.write(f'F {state.request_id}\n')
 
 
 def reap():
@@ -70,9 +122,11 @@ def reap():
         except OSError:
             alone = 0
         out.write(f'X {request_id} {code} {sig} {alone}\n')
+        if alone and request_id in relay_of:
+            relay(relay_of[request_id], drain=True)
 
 
-def spawn_as(program, args, env, cwd, sockets, uid, gid):
+def spawn_as(program, args, env, cwd, sockets, error_fd, uid, gid):
     """posix_spawn cannot change user: Popen can (it drops groups, then gid, then uid)."""
     def fd(kind):
         return sockets[kind].fileno() if kind in sockets else DEVNULL
@@ -83,7 +137,7 @@ def spawn_as(program, args, env, cwd, sockets, uid, gid):
         cwd=cwd,
         stdin=fd('i'),
         stdout=fd('o'),
-        stderr=fd('e'),
+        stderr=error_fd,
         start_new_session=True,
         close_fds=True,
         user=int(uid) if uid else None,
@@ -96,7 +150,7 @@ def spawn_as(program, args, env, cwd, sockets, uid, gid):
 
 
 def start(frame):
-    op, request_id, streams, program, cwd, uid, gid, nargs, *rest = frame.split(b'\0')
+    op, request_id, streams, program, cwd, uid, gid, error_bytes, nargs, *rest = frame.split(b'\0')
     if op != b'S':
         return
     request_id = request_id.decode('ascii')
@@ -104,20 +158,24 @@ def start(frame):
     count = int(nargs)
     env = dict(item.split(b'=', 1) for item in rest[count:])
     sockets = {}
+    error_r = error_w = -1
     try:
+        error_r, error_w = os.pipe()
+        os.set_blocking(error_r, False)
         for kind in streams:
             sock = sockets[kind] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(SOCKET_PATH)
             sock.sendall(b'%011d%s' % (int(request_id), kind.encode()))
 
         actions = []
-        for target, kind in enumerate('ioe'):
+        for target, kind in enumerate('io'):
             source = sockets[kind].fileno() if kind in sockets else DEVNULL
             actions.append((os.POSIX_SPAWN_DUP2, source, target))
+        actions.append((os.POSIX_SPAWN_DUP2, error_w, 2))
         # Single-threaded, so changing our own directory is safe: the child starts in it.
         os.chdir(cwd or ROOT)
         if uid or gid:
-            pid = spawn_as(program, rest[:count], env, cwd or ROOT, sockets, uid, gid)
+            pid = spawn_as(program, rest[:count], env, cwd or ROOT, sockets, error_w, uid, gid)
         else:
             launch = os.posix_spawn if b'/' in program else os.posix_spawnp
             pid = launch(
@@ -130,6 +188,10 @@ def start(frame):
                 setsigdef=RESET_SIGNALS,
             )
         running[pid] = request_id
+        relays[error_r] = Relay(request_id, int(error_bytes) if error_bytes else None)
+        relay_of[request_id] = error_r
+        poller.register(error_r, select.POLLIN)
+        error_r = -1
         out.write(f'P {request_id} {pid}\n')
     except OSError as error:
         reason = (error.strerror or str(error)).replace('\n', ' ')
@@ -140,6 +202,9 @@ def start(frame):
     finally:
         for sock in sockets.values():
             sock.close()  # the child holds its own copies
+        for fd in (error_r, error_w):
+            if fd != -1:
+                os.close(fd)
 
 
 out.write('R %d.%d\n' % sys.version_info[:2])
@@ -148,10 +213,10 @@ pending = b''
 while True:
     reap()
     out.flush()
-    try:
-        ready = select.select([0, wake_r], [], [])[0]
-    except InterruptedError:
-        continue
+    ready = [fd for fd, _ in poller.poll()]
+    for fd in ready:
+        if fd in relays:
+            relay(fd)
     if wake_r in ready:
         try:
             os.read(wake_r, 4096)

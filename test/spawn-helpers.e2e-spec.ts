@@ -665,6 +665,50 @@ describe('spawn helpers: what is left of a process group at exit', () => {
   });
 });
 
+describe("spawn helpers: a script's stderr, relayed by the helper", () => {
+  const pool = new SpawnHelperPool({ helpers: 1 });
+  afterAll(() => pool.close());
+  const collect = (stream: NodeJS.ReadableStream) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
+    });
+  const run = async (script: string, stderrBytes?: number) => {
+    const child = await pool.spawn({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdin: false, stderrBytes });
+    const [stdout, stderr, exit] = await within(Promise.all([collect(child.stdout), collect(child.stderr), child.exit]), 10_000, 'the script to finish');
+    return { pid: child.pid, stdout: stdout.toString(), stderr, exit };
+  };
+  let helper: HelperProcess;
+  beforeAll(async () => {
+    const before = helperProcesses();
+    await run('true');
+    [helper] = helpersStartedSince(before);
+  });
+  const helperFds = () => readdirSync(`/proc/${helper.pid}/fd`).length;
+
+  it('passes the bytes on exactly: binary, in many writes, no final newline', async () => {
+    const { stdout, stderr, exit } = await run(`printf 'a\\000b\\377\\n' >&2; for i in 1 2 3; do printf "part $i " >&2; done; echo out`);
+    expect(stdout).toBe('out\n');
+    expect(stderr).toEqual(Buffer.concat([Buffer.from([0x61, 0, 0x62, 0xff, 0x0a]), Buffer.from('part 1 part 2 part 3 ')]));
+    expect(exit.code).toBe(0);
+  });
+
+  it('drops what comes after stderrBytes, and still reads it: a script writing MiBs to stderr is not blocked', async () => {
+    const { stdout, stderr, exit } = await run('head -c 8388608 /dev/zero >&2; echo finished', 100);
+    expect(stdout).toBe('finished\n');
+    expect(stderr.length).toBe(100);
+    expect(exit.code).toBe(0);
+  });
+
+  it('holds no descriptor in the helper once 40 scripts that wrote to stderr are done', async () => {
+    await run('echo warm >&2');
+    const before = helperFds();
+    const runs = await Promise.all(Array.from({ length: 40 }, (_, i) => run(`echo "complaint ${i}" >&2; echo ${i}`)));
+    runs.forEach((r, i) => expect({ out: r.stdout, err: r.stderr.toString() }).toEqual({ out: `${i}\n`, err: `complaint ${i}\n` }));
+    await waitFor(() => helperFds() === before, 3000, `the helper's descriptors to return to ${before}`);
+  });
+});
+
 describe('spawn helpers: close()', () => {
   let helpers: HelperProcess[];
   let dir: string;

@@ -166,7 +166,9 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
           env: options.env,
         }),
       };
-      child = await spawner().spawn({ file, args, env, cwd, stdin: input.stream !== null, uid: options.uid, gid: options.gid });
+      // One byte over the limit: enough for the log to say that there was more.
+      const stderrBytes = limits.maxStderrBytes + 1;
+      child = await spawner().spawn({ file, args, env, cwd, stdin: input.stream !== null, uid: options.uid, gid: options.gid, stderrBytes });
     } catch (error) {
       release();
       input.stream?.destroy();

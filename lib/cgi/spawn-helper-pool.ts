@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { directSpawner, type CgiChild, type CgiExit, type CgiSpawner, type CgiSpawnRequest } from './spawner.js';
 
@@ -28,7 +28,10 @@ interface PendingSpawn {
   id: number;
   file: string;
   streams: string;
-  sockets: Partial<Record<'i' | 'o' | 'e', Socket>>;
+  sockets: Partial<Record<'i' | 'o', Socket>>;
+  /** The script's error output, relayed by the helper in `L` lines; ended by `F`. */
+  stderr: Readable;
+  stderrEnded: boolean;
   helper: Helper;
   pid?: number;
   exited: boolean;
@@ -50,7 +53,8 @@ interface Helper {
 /**
  * Starts CGI processes through small Python helpers that vfork, so that the cost of starting
  * a process never stalls this event loop and does not grow with this process's heap. Each
- * child's stdin/stdout/stderr is a Unix socket connection the helper makes back to us.
+ * child's stdin/stdout is a Unix socket connection the helper makes back to us; its stderr
+ * comes relayed in the helper's replies (an accepted connection costs more than the lines).
  * Without a usable Python it falls back to spawning directly (and says so once).
  */
 export class SpawnHelperPool implements CgiSpawner {
@@ -77,12 +81,13 @@ export class SpawnHelperPool implements CgiSpawner {
     if (!(await this.started) || this.closed) return directSpawner.spawn(request);
     const helper = this.nextHelper();
     const id = ++this.sequence;
-    const streams = (request.stdin === false ? '' : 'i') + 'oe';
+    const streams = (request.stdin === false ? '' : 'i') + 'o';
     const frame = encodeRequest(id, streams, request);
     let resolveExit!: (exit: CgiExit) => void;
     const exit = new Promise<CgiExit>((resolve) => (resolveExit = resolve));
     return new Promise<CgiChild>((resolve, reject) => {
-      const spawn: PendingSpawn = { id, file: request.file, streams, sockets: {}, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
+      const stderr = new Readable({ read: () => undefined });
+      const spawn: PendingSpawn = { id, file: request.file, streams, sockets: {}, stderr, stderrEnded: false, helper, exited: false, settled: false, resolve, reject, resolveExit, exit };
       this.pending.set(id, spawn);
       this.track(helper, spawn);
       this.send(helper, frame);
@@ -190,7 +195,13 @@ export class SpawnHelperPool implements CgiSpawner {
     const [op, id, first, second, ...rest] = line.split(' ');
     const spawn = this.pending.get(Number(id));
     if (!spawn) return;
-    if (op === 'P') {
+    if (op === 'L') {
+      spawn.stderr.push(Buffer.from(first, 'base64'));
+    } else if (op === 'F') {
+      spawn.stderrEnded = true;
+      spawn.stderr.push(null);
+      this.maybeForget(spawn);
+    } else if (op === 'P') {
       spawn.pid = Number(first);
       this.maybeReady(spawn);
     } else if (op === 'X') {
@@ -213,7 +224,7 @@ export class SpawnHelperPool implements CgiSpawner {
       if (header === null) return;
       socket.off('readable', onReadable);
       const spawn = this.pending.get(Number(header.toString('latin1', 0, HEADER_BYTES - 1)));
-      const kind = String.fromCharCode(header[HEADER_BYTES - 1]) as 'i' | 'o' | 'e';
+      const kind = String.fromCharCode(header[HEADER_BYTES - 1]) as 'i' | 'o';
       if (!spawn || !spawn.streams.includes(kind) || spawn.sockets[kind]) return void socket.destroy();
       spawn.sockets[kind] = socket;
       if (kind === 'i') socket.resume(); // its read side carries nothing; let its EOF close it
@@ -234,13 +245,13 @@ export class SpawnHelperPool implements CgiSpawner {
       pid: spawn.pid,
       stdin: spawn.sockets.i ?? nullSink(),
       stdout: spawn.sockets.o!,
-      stderr: spawn.sockets.e!,
+      stderr: spawn.stderr,
       exit: spawn.exit,
     });
   }
 
   private maybeForget(spawn: PendingSpawn): void {
-    if (spawn.exited && this.connected(spawn)) this.untrack(spawn);
+    if (spawn.exited && spawn.stderrEnded && this.connected(spawn)) this.untrack(spawn);
   }
 
   /** A helper with work in flight keeps the process alive (its replies are awaited); an idle one does not. */
@@ -258,6 +269,7 @@ export class SpawnHelperPool implements CgiSpawner {
   private fail(spawn: PendingSpawn, error: Error): void {
     this.untrack(spawn);
     for (const socket of Object.values(spawn.sockets)) socket?.destroy();
+    spawn.stderr.destroy();
     if (!spawn.settled) {
       spawn.settled = true;
       spawn.reject(error);
@@ -293,6 +305,7 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
     request.cwd,
     request.uid === undefined ? '' : String(request.uid),
     request.gid === undefined ? '' : String(request.gid),
+    request.stderrBytes === undefined ? '' : String(request.stderrBytes),
     String(request.args.length),
     ...request.args,
     ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`),

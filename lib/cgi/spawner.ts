@@ -13,6 +13,12 @@ export interface CgiSpawnRequest {
   uid?: number;
   /** Run with this group id (and no supplementary groups). @default this process's */
   gid?: number;
+  /**
+   * Bytes of error output the caller will look at: a spawner may drop what comes after them
+   * (still reading it, so that the script never blocks on a full pipe).
+   * @default undefined (all of it)
+   */
+  stderrBytes?: number;
 }
 
 export interface CgiExit {
