@@ -803,12 +803,15 @@ class LifecycleMount {}
 @MountGateway('queue', cgiApp(QUEUE, { maxConcurrency: 1, maxQueue: 1, headersTimeout: 10_000, env: FIXTURE_ENV }))
 class QueueMount {}
 
+@MountGateway('queue-default', cgiApp(QUEUE, { headersTimeout: 10_000, env: FIXTURE_ENV }))
+class DefaultQueueMount {}
+
 describe('cgiApp: limits and process groups', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, QueueMount],
+      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, QueueMount, DefaultQueueMount],
     });
   });
   afterAll(() => s.close());
@@ -938,6 +941,26 @@ describe('cgiApp: limits and process groups', () => {
       expect(queueLog([a, b, c])).toEqual([`start ${a}`, `end ${a}`, `start ${waiting}`, `end ${waiting}`]);
     } finally {
       [a, b, c].forEach(go);
+    }
+  });
+
+  // Scripts waiting on slow clients (git clones) hold their slots: the default must not be a
+  // small multiple of the CPUs (it was 8 per CPU, 16 here).
+  it('runs 64 scripts at once by default, and queues the 65th', async () => {
+    const ids = Array.from({ length: 65 }, (_, i) => newId(`qd${i}`));
+    try {
+      const replies = ids.map((id) => send(`${s.url}/queue-default/x`, { headers: { 'x-test-id': id }, timeoutMs: 20_000 }));
+      await waitFor(() => queueLog(ids).length === 64, 10_000, '64 scripts to start');
+      await sleep(300);
+      expect(queueLog(ids)).toHaveLength(64);
+      const waiting = ids.find((id) => queueLog([id]).length === 0)!;
+      ids.filter((id) => id !== waiting).forEach(go);
+      await waitFor(() => queueLog([waiting]).length === 1, 10_000, 'the queued script to start once slots are free');
+      go(waiting);
+      const served = await Promise.all(replies);
+      served.forEach((reply, i) => expect({ status: reply.status, text: reply.text }).toEqual({ status: 200, text: `served ${ids[i]}\n` }));
+    } finally {
+      ids.forEach(go);
     }
   });
 
