@@ -949,7 +949,7 @@ describe('cgiApp: limits and process groups', () => {
   it('runs 64 scripts at once by default, and queues the 65th', async () => {
     const ids = Array.from({ length: 65 }, (_, i) => newId(`qd${i}`));
     try {
-      const replies = ids.map((id) => send(`${s.url}/queue-default/x`, { headers: { 'x-test-id': id }, timeoutMs: 20_000 }));
+      const replies = ids.map((id) => send(`${s.url}/queue-default/x`, { headers: { 'x-test-id': id } }));
       await waitFor(() => queueLog(ids).length === 64, 10_000, '64 scripts to start');
       await sleep(300);
       expect(queueLog(ids)).toHaveLength(64);
