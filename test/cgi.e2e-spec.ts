@@ -616,6 +616,18 @@ describe('cgiApp: script output', () => {
     expect(events).toEqual(['client got "first\\n"', 'client lets the script go on', 'client got "second\\n"']);
   });
 
+  it('sends a short answer that came whole with its head in one piece, with a Content-Length; a large one streams', async () => {
+    const short = await send(`${s.url}/cgi/cookies`);
+    expect(short.text).toBe('cookies');
+    expect(short.headers['content-length']).toBe('7');
+    expect(short.headers['transfer-encoding']).toBeUndefined();
+    // Only 64 KiB are read ahead to see whether the output ends: 1 MiB is not held back.
+    const large = await send(`${s.url}/cgi/big-body`);
+    expect(large.body.length).toBe(1024 * 1024);
+    expect(large.headers['transfer-encoding']).toBe('chunked');
+    expect(large.headers['content-length']).toBeUndefined();
+  });
+
   it('answers HEAD with the headers and no body', async () => {
     const reply = await send(`${s.url}/cgi/head`, { method: 'HEAD' });
     expect(reply.status).toBe(200);

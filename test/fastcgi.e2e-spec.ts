@@ -481,6 +481,9 @@ describe('fastcgiApp: php-fpm with a document root', () => {
     expect(res.status).toBe(201);
     expect(res.text).toBe('created');
     expect(res.headers['x-php']).toBe('yes');
+    // Complete with its head: one write, with a length rather than chunked.
+    expect(res.headers['content-length']).toBe('7');
+    expect(res.headers['transfer-encoding']).toBeUndefined();
     const cookies = res.headers['set-cookie'] as unknown as string[];
     expect(cookies).toHaveLength(3);
     expect(cookies[0]).toMatch(/^first=one; path=\/$/);

@@ -144,6 +144,10 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
     killGrace: options.killGrace ?? 2000,
     maxHeaderBytes: options.maxHeaderBytes ?? 64 * 1024,
     maxStderrBytes: options.maxStderrBytes ?? 64 * 1024,
+    // A script's output ends when it exits, usually a moment after its last write: the head
+    // waits that long at most, so that a short answer goes out whole (a streaming one is
+    // held back by no more than this).
+    endLookahead: 20,
   };
   const limit = new ConcurrencyLimit(
     options.maxConcurrency ?? 64,

@@ -2,28 +2,65 @@ import { Transform, type Readable } from 'node:stream';
 import { markBrokenOff } from '../http/body-source.js';
 import { CgiHeadParser, CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
 
+/** How much of the body is read along with the head, at most, to see whether the output ends there. */
+const LOOKAHEAD_BYTES = 64 * 1024;
+
+export interface CgiHead {
+  head: CgiResponseHead;
+  /** Body bytes read along with the head. */
+  rest: Buffer;
+  /** The output ended right after them: `rest` is the whole body. */
+  complete: boolean;
+}
+
 /**
  * Reads a CGI response head off `output` (a script's stdout, a FastCGI request's stdout
  * records). Resolves with the head and the body bytes that came with it, leaving `output`
- * paused; rejects when the output breaks, ends early or is not a valid head.
+ * paused, or ended (`complete`: a short answer, which then goes out in one write); rejects
+ * when the output breaks, ends early or is not a valid head. After the head it waits up to
+ * `lookaheadMs` for the end of the output (0: only for what the current reads bring).
  */
-export function readCgiHead(output: Readable, maxHeaderBytes: number): Promise<{ head: CgiResponseHead; rest: Buffer }> {
+export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadMs = 0): Promise<CgiHead> {
   return new Promise((resolve, reject) => {
     const parser = new CgiHeadParser(maxHeaderBytes);
+    let parsed: { head: CgiResponseHead; rest: Buffer } | undefined;
+    const more: Buffer[] = [];
+    let moreBytes = 0;
+    let stopLookahead = () => {};
     const settle = (fn: () => void) => {
+      stopLookahead();
       output.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
       output.pause();
       fn();
     };
+    const done = (complete: boolean) =>
+      settle(() => {
+        const { head, rest } = parsed!;
+        resolve({ head, rest: more.length === 0 ? rest : Buffer.concat([rest, ...more]), complete });
+      });
     const onData = (chunk: Buffer) => {
+      if (parsed) {
+        more.push(chunk);
+        moreBytes += chunk.length;
+        if (moreBytes > LOOKAHEAD_BYTES) done(false);
+        return;
+      }
       try {
-        const parsed = parser.push(chunk);
-        if (parsed) settle(() => resolve(parsed));
+        parsed = parser.push(chunk);
+        // The end of the output, when it came with this read, is seen before the check phase.
+        if (parsed && lookaheadMs > 0) {
+          const timer = setTimeout(() => done(false), lookaheadMs);
+          stopLookahead = () => clearTimeout(timer);
+        } else if (parsed) {
+          const immediate = setImmediate(() => done(false));
+          stopLookahead = () => clearImmediate(immediate);
+        }
       } catch (error) {
         settle(() => reject(error));
       }
     };
-    const onEnd = () =>
+    const onEnd = () => {
+      if (parsed) return done(true);
       settle(() => {
         try {
           parser.end();
@@ -31,8 +68,10 @@ export function readCgiHead(output: Readable, maxHeaderBytes: number): Promise<{
           reject(error);
         }
       });
+    };
     const onError = (error: Error) => settle(() => reject(error));
-    const onClose = () => settle(() => reject(new CgiProtocolError('output closed before the headers ended')));
+    const onClose = () =>
+      settle(() => reject(new CgiProtocolError(parsed ? 'output closed before its end' : 'output closed before the headers ended')));
     output.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
   });
 }

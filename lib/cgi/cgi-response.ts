@@ -11,6 +11,11 @@ export interface CgiResponseLimits {
   idleTimeout: number;
   totalTimeout: number;
   maxHeaderBytes: number;
+  /**
+   * How long to wait after the head for the end of the output, so that a short answer goes
+   * out in one write with a Content-Length (0: only what the current reads bring).
+   */
+  endLookahead?: number;
 }
 
 /**
@@ -66,8 +71,9 @@ export async function respondFromOutput(
 
   let head: CgiResponseHead;
   let rest: Buffer;
+  let complete: boolean;
   try {
-    ({ head, rest } = await Promise.race([readCgiHead(output, limits.maxHeaderBytes), failed]));
+    ({ head, rest, complete } = await Promise.race([readCgiHead(output, limits.maxHeaderBytes, limits.endLookahead), failed]));
   } catch (error) {
     if (error instanceof CgiProtocolError) {
       exchange.logger.error(`${tag} invalid CGI response: ${error.message}`);
@@ -80,6 +86,17 @@ export async function respondFromOutput(
     clearTimeout(headTimer);
   }
 
+  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
+  // A short answer, all here with its head: sent in one write, with no stream in between
+  // (unless the producer failed at its end, which the streamed body reports).
+  if (complete && !(outcome && (await Promise.race([outcome, failed])))) {
+    stopped = true;
+    for (const timer of timers) clearTimeout(timer);
+    exchange.signal.removeEventListener('abort', onAbort);
+    const body = exchange.method === 'HEAD' || rest.length === 0 ? null : rest;
+    return { head, response: new GatewayResponse({ ...init, body }) };
+  }
+
   const stream = cgiBody(rest, output, {
     idleTimeout: limits.idleTimeout,
     onIdle: () => timeOut(`sent no output for ${limits.idleTimeout} ms`),
@@ -89,7 +106,6 @@ export async function respondFromOutput(
   stream.once('close', () => {
     if (!stream.readableEnded) halt('response body abandoned');
   });
-  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
   if (exchange.method === 'HEAD') {
     // Drained and dropped, under the same idle limit as a body the client reads.
     stream.resume();

@@ -41,11 +41,10 @@ export function knownLength(body: BodyInit | undefined): number | undefined {
 export function toReadable(body: BodyInit | undefined): Readable | null {
   if (body == null) return null;
   if (body instanceof Readable) return body;
-  if (typeof body === 'string') return Readable.from([Buffer.from(body)], { objectMode: false });
-  if (body instanceof ArrayBuffer) return Readable.from([Buffer.from(body)], { objectMode: false });
+  if (typeof body === 'string') return new BytesBody(Buffer.from(body));
+  if (body instanceof ArrayBuffer) return new BytesBody(Buffer.from(body));
   if (body instanceof Uint8Array) {
-    const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    return Readable.from([buf], { objectMode: false });
+    return new BytesBody(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
   }
   if (typeof (body as ReadableStream).getReader === 'function') {
     return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
@@ -57,15 +56,48 @@ export function toReadable(body: BodyInit | undefined): Readable | null {
 export const WHOLE_BODY = Symbol('nest-gateway.wholeBody');
 
 export interface WholeBodySource {
-  /** The body's bytes, taken out of the stream, if it has ended with exactly `length` bytes unread. */
-  [WHOLE_BODY](length: number): Buffer | undefined;
+  /**
+   * The body's bytes, taken out of the stream, if it has ended with all of them unread (and
+   * exactly `length` of them, when given).
+   */
+  [WHOLE_BODY](length: number | undefined): Buffer | undefined;
 }
 
 /**
- * The complete body at once, when `body` is such a source, has ended with exactly `length`
- * bytes still buffered and nobody else is reading it; the stream is then drained and ends.
- * Otherwise undefined, and the stream is left untouched.
+ * The complete body at once, when `body` is such a source, has ended with all its bytes (exactly
+ * `length`, when given) still buffered and nobody else is reading it; the stream is then
+ * drained and ends. Otherwise undefined, and the stream is left untouched.
  */
-export function takeWholeBody(body: Readable, length: number): Buffer | undefined {
+export function takeWholeBody(body: Readable, length: number | undefined): Buffer | undefined {
   return (body as Readable & Partial<WholeBodySource>)[WHOLE_BODY]?.(length);
+}
+
+/**
+ * A body whose bytes are all in memory (a string or Buffer an app or caller set, a CGI
+ * response that was complete with its head): read as a stream, or taken whole by the sender
+ * for a single write. Cheaper than `Readable.from`, which iterates asynchronously.
+ */
+export class BytesBody extends Readable implements WholeBodySource {
+  #bytes: Buffer | null;
+
+  constructor(bytes: Buffer) {
+    super();
+    this.#bytes = bytes;
+  }
+
+  [WHOLE_BODY](length: number | undefined): Buffer | undefined {
+    const bytes = this.#bytes;
+    if (bytes === null || this.destroyed || (length !== undefined && bytes.length !== length)) return undefined;
+    this.#bytes = null;
+    this.push(null);
+    this.read(); // ends it: 'end', then 'close'
+    return bytes;
+  }
+
+  override _read(): void {
+    const bytes = this.#bytes;
+    this.#bytes = null;
+    if (bytes && bytes.length > 0) this.push(bytes);
+    this.push(null);
+  }
 }

@@ -147,9 +147,10 @@ class CapturedBody extends Readable implements WholeBodySource {
     this.push(null);
   }
 
-  [WHOLE_BODY](length: number): Buffer | undefined {
-    if (!this.ended || this.destroyed || this.readableFlowing === true || this.readableLength !== length) return undefined;
-    return length === 0 ? (this.read(), Buffer.alloc(0)) : (this.read() as Buffer);
+  [WHOLE_BODY](length: number | undefined): Buffer | undefined {
+    if (!this.ended || this.destroyed || this.readableFlowing === true) return undefined;
+    if (length !== undefined && this.readableLength !== length) return undefined;
+    return this.readableLength === 0 ? (this.read(), Buffer.alloc(0)) : (this.read() as Buffer);
   }
 
   override _read(): void {

@@ -20,9 +20,11 @@ export async function sendGatewayResponse(response: GatewayResponse, res: Server
   }
   const declared = response.headers.get('content-length');
   const length = declared !== null && /^\d+$/.test(declared) && carriesBody(res) ? Number(declared) : undefined;
-  const whole = length === undefined ? undefined : takeWholeBody(body, length);
+  // The app's whole body is already here (a captured Express response, a CGI answer that came
+  // with its head, a string set by a filter): one write, and Node adds Content-Length if the
+  // app did not send one.
+  const whole = length !== undefined || (declared === null && !res.hasHeader('transfer-encoding')) ? takeWholeBody(body, length) : undefined;
   if (whole) {
-    // The app's whole body is already here (a captured Express response, typically): one write.
     res.end(whole);
     return;
   }
