@@ -17,10 +17,11 @@ export interface CgiHead {
  * Reads a CGI response head off `output` (a script's stdout, a FastCGI request's stdout
  * records). Resolves with the head and the body bytes that came with it, leaving `output`
  * paused, or ended (`complete`: a short answer, which then goes out in one write); rejects
- * when the output breaks, ends early or is not a valid head. After the head it waits up to
- * `lookaheadMs` for the end of the output (0: only for what the current reads bring).
+ * when the output breaks, ends early or is not a valid head. After the head (`onHead` is
+ * called then) it waits up to `lookaheadMs` for the end of the output (0: only for what the
+ * current reads bring).
  */
-export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadMs = 0): Promise<CgiHead> {
+export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadMs = 0, onHead?: () => void): Promise<CgiHead> {
   return new Promise((resolve, reject) => {
     const parser = new CgiHeadParser(maxHeaderBytes);
     let parsed: { head: CgiResponseHead; rest: Buffer } | undefined;
@@ -48,6 +49,7 @@ export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadM
       try {
         parsed = parser.push(chunk);
         // The end of the output, when it came with this read, is seen before the check phase.
+        if (parsed) onHead?.();
         if (parsed && lookaheadMs > 0) {
           const timer = setTimeout(() => done(false), lookaheadMs);
           stopLookahead = () => clearTimeout(timer);

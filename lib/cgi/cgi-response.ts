@@ -73,7 +73,7 @@ export async function respondFromOutput(
   let rest: Buffer;
   let complete: boolean;
   try {
-    ({ head, rest, complete } = await Promise.race([readCgiHead(output, limits.maxHeaderBytes, limits.endLookahead), failed]));
+    ({ head, rest, complete } = await Promise.race([readCgiHead(output, limits.maxHeaderBytes, limits.endLookahead, () => clearTimeout(headTimer)), failed]));
   } catch (error) {
     if (error instanceof CgiProtocolError) {
       exchange.logger.error(`${tag} invalid CGI response: ${error.message}`);
