@@ -16,6 +16,7 @@ import { knownLength, toReadable } from './http/body-source.js';
 import { ClientExchange } from './http/client-exchange.js';
 import type { GatewayResponse } from './http/gateway-response.js';
 import { PathInfoError, splitPrefix, splitUrl } from './http/path-info.js';
+import { statusException, statusOf } from './http/status-error.js';
 import { claimRequestBody, hasBody, isBodyUntouched, RequestBodyConsumedError } from './http/request-body.js';
 import type {
   CallOptions,
@@ -245,7 +246,10 @@ export class GatewayService implements OnApplicationBootstrap {
     return Promise.race([call, expired]).finally(() => clearTimeout(timer));
   }
 
-  /** One log line naming the app; the client gets a plain 500 without internals. */
+  /**
+   * One log line naming the app; the client gets a plain 500 without internals, or the status
+   * an error carries (see `statusOf`: client errors are not logged as failures).
+   */
   private toHttpError(error: unknown, name: string, clientGone = false): unknown {
     if (clientGone) {
       // Nobody is left to answer; a client that hangs up is not an app failure.
@@ -263,8 +267,13 @@ export class GatewayService implements OnApplicationBootstrap {
       return new InternalServerErrorException(error.message, { cause: error });
     }
     const err = error instanceof Error ? error : new Error(String(error));
+    const status = statusOf(err);
+    if (status !== undefined && status < 500) {
+      this.logger.debug?.(`${name}: ${status} ${err.message}`);
+      return statusException(err, status);
+    }
     this.logger.error(`App mounted at ${name} failed: ${err.message}`, err.stack);
-    return new InternalServerErrorException(undefined, { cause: err });
+    return status === undefined ? new InternalServerErrorException(undefined, { cause: err }) : statusException(err, status);
   }
 }
 

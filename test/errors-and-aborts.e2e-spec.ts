@@ -23,6 +23,7 @@ import {
 import http, { type IncomingHttpHeaders, type Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
+import { json } from 'express';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
 
@@ -260,6 +261,27 @@ const bigWriter: NodeListener = async (_req, res) => {
 // Nest wiring
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * Errors that carry an HTTP status, as Express apps and their middleware pass them to next()
+ * (http-errors' shape: `status`/`statusCode`, `expose` for client errors).
+ */
+const statusError = (status: number, message: string, extra: Record<string, unknown> = {}) =>
+  Object.assign(new Error(message), { status, expose: status < 500, ...extra });
+const SECRET_503 = 'db password is hunter2';
+const nextsStatusErrors: NodeListener = (req, _res, next) => {
+  const path = (req.url ?? '').split('?')[0];
+  if (path === '/missing') return next!(statusError(404, 'No such page'));
+  if (path === '/forbidden') return next!(Object.assign(new Error('Not yours'), { statusCode: 403, expose: true }));
+  if (path === '/hidden') return next!(statusError(400, 'internal detail', { expose: false }));
+  if (path === '/unavailable') return next!(statusError(503, SECRET_503));
+  if (path === '/not-a-status') return next!(statusError(200, 'odd'));
+  throw statusError(409, 'Thrown conflict');
+};
+@MountGateway('status-errors', nextsStatusErrors)
+class StatusErrorsMount {}
+@MountGateway('status-middleware', nodeApp((_req, res) => res.end('app')), { middleware: [json({ limit: '10b' })] })
+class StatusMiddlewareMount {}
+
 @MountGateway('boom-sync', throwsSync)
 class BoomSyncMount {}
 @MountGateway('boom-async', rejectsAsync)
@@ -288,6 +310,11 @@ class FetchStreamMount {}
 @Controller('call')
 class CallController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  @All('status/missing')
+  statusMissing(@Req() req: unknown) {
+    return this.gateway.callApp(nextsStatusErrors, req, '/missing');
+  }
 
   @All('boom-sync')
   boomSync(@Req() req: unknown) {
@@ -421,6 +448,8 @@ describe('errors, timeouts and client disconnects', () => {
         StreamDirectMount,
         FetchUploadMount,
         FetchStreamMount,
+        StatusErrorsMount,
+        StatusMiddlewareMount,
       ],
     });
     server = s.app.getHttpServer() as Server;
@@ -453,6 +482,52 @@ describe('errors, timeouts and client disconnects', () => {
     });
     it('a listener whose async handler rejects gives a plain 500 and one error line', async () => {
       await expectPlain500('/boom-async/x', '/boom-async', SECRET_ASYNC);
+    });
+  });
+
+  describe('(a2) errors that carry an HTTP status (Express next(err) conventions)', () => {
+    const get = async (path: string) => {
+      const mark = s.logger.lines.length;
+      const res = await request(s.url).get(path);
+      return { res, errors: s.logger.lines.slice(mark).filter((line) => line.level === 'error') };
+    };
+    it('a 4xx status from next(err) is the response, with the message when it may be exposed', async () => {
+      const missing = await get('/status-errors/missing');
+      expect(missing.res.status).toBe(404);
+      expect(missing.res.body).toEqual({ statusCode: 404, message: 'No such page' });
+      expect(missing.errors).toEqual([]);
+      const forbidden = await get('/status-errors/forbidden');
+      expect(forbidden.res.status).toBe(403);
+      expect(forbidden.res.body).toEqual({ statusCode: 403, message: 'Not yours' });
+      const thrown = await get('/status-errors/thrown');
+      expect(thrown.res.status).toBe(409);
+      expect(thrown.res.body).toEqual({ statusCode: 409, message: 'Thrown conflict' });
+    });
+    it('a 4xx error marked not to be exposed keeps its message to itself', async () => {
+      const hidden = await get('/status-errors/hidden');
+      expect(hidden.res.status).toBe(400);
+      expect(hidden.res.body).toEqual({ statusCode: 400, message: 'Bad Request' });
+    });
+    it('a 5xx status is the response, with a plain message, logged once as an error', async () => {
+      const { res, errors } = await get('/status-errors/unavailable');
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({ statusCode: 503, message: 'Service Unavailable' });
+      expect(res.text).not.toContain(SECRET_503);
+      expect(errors).toHaveLength(1);
+      expect(errors[0].message).toContain('/status-errors');
+    });
+    it('callApp: the same status', async () => {
+      const { res } = await get('/call/status/missing');
+      expect(res.status).toBe(404);
+      expect(res.body).toEqual({ statusCode: 404, message: 'No such page' });
+    });
+    it('a status that is not an error status is a plain 500', async () => {
+      expect((await get('/status-errors/not-a-status')).res.status).toBe(500);
+    });
+    it("the mount's body parser refusing a large body gives its 413", async () => {
+      const res = await request(s.url).post('/status-middleware/x').set('content-type', 'application/json').send(JSON.stringify({ much: 'x'.repeat(100) }));
+      expect(res.status).toBe(413);
+      expect(res.body).toEqual({ statusCode: 413, message: 'request entity too large' });
     });
   });
 

@@ -102,7 +102,8 @@ export interface MountOptions extends GatewayCallSettings {
   /**
    * Connect/Express middleware for this mount only, run in order before the app (after the
    * class's guards and interceptors), with `req.url` under the mount and `req.baseUrl` the
-   * prefix. One that answers the request ends it there; `next(error)` becomes a 500.
+   * prefix. One that answers the request ends it there; `next(error)` becomes a 500, or the
+   * error's own status when it has one (`status`/`statusCode` 400–599, as body-parser's 413).
    * @default []
    */
   middleware?: NodeMiddleware[];
