@@ -52,6 +52,7 @@ export {
 } from './http/gateway-response.js';
 export type { BodyInit } from './http/body-source.js';
 export { BodyTooLargeError } from './http/read-body.js';
+export { ContentEncodingError } from './http/content-coding.js';
 export { RequestBodyConsumedError } from './http/request-body.js';
 export { PathInfoError } from './http/path-info.js';
 

@@ -11,6 +11,7 @@ import {
   fetchApp,
 } from 'nest-gateway';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
 import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
@@ -27,6 +28,27 @@ const big = (_req: IncomingMessage, res: ServerResponse) => {
   res.setHeader('content-type', 'application/octet-stream');
   res.end(Buffer.alloc(11 * 1024 * 1024, 1));
 };
+
+/** An app that compresses its answers (Django's GZipMiddleware, Express's compression()). */
+function compressing(req: IncomingMessage, res: ServerResponse) {
+  const path = (req.url ?? '/').split('?')[0];
+  const html = Buffer.from('<html><a href="/old/page">link</a></html>');
+  if (path === '/bomb') {
+    // 64 MiB of zeros in about 64 KiB of gzip.
+    res.setHeader('content-encoding', 'gzip');
+    return res.end(gzipSync(Buffer.alloc(64 * 1024 * 1024)));
+  }
+  if (path === '/zstd') {
+    res.setHeader('content-encoding', 'zstd');
+    return res.end('not really zstd');
+  }
+  const coding = decodeURIComponent(path.slice(1));
+  const encoded = coding === 'br' ? brotliCompressSync(html) : coding === 'deflate' ? deflateSync(html) : coding === 'gzip, br' ? brotliCompressSync(gzipSync(html)) : gzipSync(html);
+  res.setHeader('content-type', 'text/html');
+  res.setHeader('content-encoding', coding);
+  res.setHeader('content-length', encoded.length);
+  res.end(encoded);
+}
 
 @Controller()
 class FilterController {
@@ -114,6 +136,30 @@ class FilterController {
     );
   }
 
+  @Get('compressed/rewritten/*path')
+  async compressedRewritten(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(compressing, req, pathInfo);
+    response.body = (await response.text()).replaceAll('/old/', '/new/');
+    return response;
+  }
+
+  @Get('compressed/read-only/*path')
+  async compressedReadOnly(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(compressing, req, pathInfo);
+    response.headers.set('x-length-seen', String((await response.text()).length));
+    return response;
+  }
+
+  @Get('compressed/errors/*path')
+  async compressedErrors(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(compressing, req, pathInfo);
+    try {
+      return { text: await response.text() };
+    } catch (error) {
+      return { error: (error as Error).name };
+    }
+  }
+
   @Get('constructed')
   constructed() {
     return new GatewayResponse({
@@ -187,6 +233,40 @@ describe('GatewayService.callApp', () => {
     expect(res.body.error).toBe(BodyTooLargeError.name);
     expect(res.body.message).toMatch(/10485760-byte limit/);
     expect((await request(s.url).get('/raised-limit')).body).toEqual({ length: 11 * 1024 * 1024 });
+  });
+
+  describe('bodies the app compressed', () => {
+    /** The bytes as they came over the wire: supertest would decode them. */
+    const raw = (path: string) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        http.get(`${s.url}${path}`, { headers: { 'accept-encoding': 'gzip, deflate, br' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+        }).on('error', reject);
+      });
+
+    it.each(['gzip', 'deflate', 'br', 'gzip, br'])('text() decodes %s, and the rewritten body goes out as plain text', async (coding) => {
+      const res = await raw(`/compressed/rewritten/${encodeURIComponent(coding)}`);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.body.toString()).toBe('<html><a href="/new/page">link</a></html>');
+      expect(res.headers['content-length']).toBe(String(res.body.length));
+    });
+
+    it('reading the body does not change what is sent: still the app’s gzip', async () => {
+      const res = await raw('/compressed/read-only/gzip');
+      expect(res.headers['x-length-seen']).toBe('41');
+      expect(res.headers['content-encoding']).toBe('gzip');
+      expect(gunzipSync(res.body).toString()).toBe('<html><a href="/old/page">link</a></html>');
+    });
+
+    it('a body that inflates past the limit is refused, not inflated', async () => {
+      expect((await request(s.url).get('/compressed/errors/bomb')).body).toEqual({ error: BodyTooLargeError.name });
+    });
+
+    it('an encoding it cannot decode is a clear error', async () => {
+      expect((await request(s.url).get('/compressed/errors/zstd')).body).toEqual({ error: 'ContentEncodingError' });
+    });
   });
 
   it('applies method, header, body and env overrides', async () => {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { decodeContent } from './content-coding.js';
 import { readLimited } from './read-body.js';
 import { type BodyInit, knownLength, toReadable } from './body-source.js';
 import { defaultStatusText } from './status-text.js';
@@ -82,12 +83,15 @@ export class GatewayResponse {
   }
   /**
    * Replaces the body. The old body is discarded (the app sees its response closed) and
-   * Content-Length is set to the new length when it is known, removed otherwise.
+   * Content-Length is set to the new length when it is known, removed otherwise. The new body
+   * is sent as given: the app's Content-Encoding is removed (set it again for bytes you
+   * encoded yourself).
    */
   set body(body: BodyInit) {
     const previous = this._body;
     this._body = toReadable(body);
     if (previous && previous !== this._body) previous.destroy();
+    this._headers.delete('content-encoding');
     const length = knownLength(body);
     if (length === undefined) this._headers.delete('content-length');
     else this._headers.set('content-length', String(length));
@@ -106,12 +110,17 @@ export class GatewayResponse {
     return this;
   }
 
-  /** Reads the whole body (at most `limit` bytes). The bytes stay available to send afterwards. */
+  /**
+   * Reads the whole body (at most `limit` bytes, encoded and decoded), as the app meant it: a
+   * Content-Encoding (gzip, deflate, br) is decoded. What is sent afterwards is still the
+   * app's body as it came, encoding and all, unless a new body is set.
+   */
   async bytes(options: ReadOptions = {}): Promise<Buffer> {
     if (!this._body) return Buffer.alloc(0);
-    const bytes = await readLimited(this._body, options.limit ?? DEFAULT_READ_LIMIT);
+    const limit = options.limit ?? DEFAULT_READ_LIMIT;
+    const bytes = await readLimited(this._body, limit);
     this._body = toReadable(bytes);
-    return bytes;
+    return decodeContent(bytes, this._headers.get('content-encoding'), limit);
   }
 
   async text(options: ReadOptions = {}): Promise<string> {
