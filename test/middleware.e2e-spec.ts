@@ -1,5 +1,7 @@
 import express from 'express';
-import { GatewayModule, MountGateway, cgiApp, type NodeMiddleware } from 'nest-gateway';
+import { GatewayModule, MountGateway, cgiApp, fetchApp, proxyApp, type NodeMiddleware } from 'nest-gateway';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { startNest, type Started } from './fixtures/start.js';
@@ -64,6 +66,7 @@ function echoBody(req: IncomingMessage, res: ServerResponse) {
 @MountGateway('parsed', echoBody, { middleware: [express.json(), nameHeader] })
 class Parsed {}
 
+
 describe('middleware per mount', () => {
   let s: Started;
   beforeAll(async () => {
@@ -125,5 +128,51 @@ describe('middleware per mount', () => {
     const text = await fetch(`${s.url}/parsed/x`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'plain words' });
     expect(text.headers.get('x-name')).toBe('none');
     expect(await text.text()).toBe('text/plain plain words');
+  });
+});
+
+describe('middleware that reads the body, in front of each kind of app', () => {
+  let s: Started;
+  let upstream: Server;
+  const json = '{"name": "ada",  "n": 12345678901234567890}';
+  beforeAll(async () => {
+    upstream = createServer(echoBody);
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const proxy = proxyApp(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    const vars = fileURLToPath(new URL('./fixtures/cgi/vars.py', import.meta.url));
+    const middleware = [express.json(), nameHeader];
+    @MountGateway('parsed-proxy', proxy, { middleware })
+    class ParsedProxy {}
+    @MountGateway('parsed-cgi', cgiApp(vars), { middleware })
+    class ParsedCgi {}
+    @MountGateway('parsed-fetch', fetchApp(async (request) => new Response(`${request.headers.get('content-type')} ${await request.text()}`)), { middleware })
+    class ParsedFetch {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ParsedProxy, ParsedCgi, ParsedFetch] });
+  });
+  afterAll(async () => {
+    await s.close();
+    upstream.close();
+  });
+  const post = (path: string) => fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: json });
+
+  it('proxyApp: the upstream gets the body byte for byte', async () => {
+    const res = await post('/parsed-proxy/x');
+    expect(res.headers.get('x-name')).toBe('ada');
+    expect(await res.text()).toBe(`application/json ${json}`);
+  });
+
+  it('cgiApp: the script gets the body on stdin, with its CONTENT_LENGTH and CONTENT_TYPE', async () => {
+    const res = await post('/parsed-cgi/x');
+    expect(res.headers.get('x-name')).toBe('ada');
+    const report = (await res.json()) as { body: string; env: Record<string, string> };
+    expect(report.body).toBe(json);
+    expect(report.env.CONTENT_LENGTH).toBe(String(Buffer.byteLength(json)));
+    expect(report.env.CONTENT_TYPE).toBe('application/json');
+  });
+
+  it('fetchApp: request.text() is the body', async () => {
+    const res = await post('/parsed-fetch/x');
+    expect(res.headers.get('x-name')).toBe('ada');
+    expect(await res.text()).toBe(`application/json ${json}`);
   });
 });
