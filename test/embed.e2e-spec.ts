@@ -475,13 +475,19 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
 // X-Forwarded-Prefix
 // ---------------------------------------------------------------------------------------------
 
-describe('X-Forwarded-Prefix from a plain server', () => {
+describe('X-Forwarded-Prefix from a proxy the Nest app trusts (trust proxy: loopback)', () => {
   let host: Awaited<ReturnType<typeof plainHost>> | undefined;
+  let app: INestApplication | undefined;
   beforeAll(async () => {
-    host = await plainHost(config('xfp'));
+    const cfg = config('xfp');
+    app = await NestFactory.create(InnerModule.forRoot(cfg), { logger: ['error', 'warn'] });
+    app.getHttpAdapter().getInstance().set('trust proxy', 'loopback');
+    await app.init();
+    host = await plainHost(cfg, app);
   });
   afterAll(async () => {
     await host?.close();
+    await app?.close();
   });
 
   const go = (prefix?: string) => send(`${host!.origin}/go`, { headers: prefix === undefined ? {} : { 'x-forwarded-prefix': prefix } });
@@ -510,6 +516,28 @@ describe('X-Forwarded-Prefix from a plain server', () => {
       expect(cookie.headers['set-cookie']?.[0]).toBe('sid=abc; Path=/; HttpOnly');
     },
   );
+});
+
+describe('X-Forwarded-Prefix from a client the Nest app does not trust (the default)', () => {
+  let host: Awaited<ReturnType<typeof plainHost>> | undefined;
+  beforeAll(async () => {
+    host = await plainHost(config('xfp-untrusted'));
+  });
+  afterAll(async () => {
+    await host?.close();
+  });
+
+  // A forged prefix would go into the redirects and cookie paths, and a shared cache would
+  // keep them for everyone else.
+  test('is ignored: the redirect, the cookie and the request stay unprefixed', async () => {
+    const go = await send(`${host!.origin}/go`, { headers: { 'x-forwarded-prefix': '/forged' } });
+    expect(go.headers.location).toBe('/target');
+    const cookie = await send(`${host!.origin}/cookie`, { headers: { 'x-forwarded-prefix': '/forged' } });
+    expect(cookie.headers['set-cookie']?.[0]).toBe('sid=abc; Path=/; HttpOnly');
+    const hello = await send(`${host!.origin}/hello`, { headers: { 'x-forwarded-prefix': '/forged' } });
+    expect(hello.json()).toMatchObject({ url: '/hello' });
+    expect(hello.json().baseUrl ?? '').toBe('');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

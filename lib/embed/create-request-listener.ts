@@ -1,6 +1,7 @@
 import type { INestApplication, NestApplicationOptions } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nestAppOf, type NestAppSource } from './nest-app-of.js';
+import { trustsPeer } from '../platform/request-info.js';
 import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
@@ -13,7 +14,8 @@ export interface EmbedOptions {
    * The prefix the app is served under, when the host server cannot tell (a fetch runtime
    * that does not strip it, Koa). Requests whose path starts with it have it removed, unless
    * the host removed it already (its `req.baseUrl` is the prefix).
-   * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header
+   * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header of a proxy the
+   * Nest app trusts (Express `trust proxy`, e.g. `app.set('trust proxy', 'loopback')`)
    */
   prefix?: string;
   /**
@@ -38,8 +40,9 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const fixedPrefix = options.prefix === undefined ? undefined : validatePrefix(options.prefix);
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
+  const expressApp = handle as unknown as { get?(setting: string): unknown };
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
-    const prefix = mountPrefixOf(req, fixedPrefix);
+    const prefix = mountPrefixOf(req, fixedPrefix, fixedPrefix === undefined && !req.baseUrl && trustsPeer(expressApp, req.socket?.remoteAddress));
     if (prefix) {
       const path = req.url ?? '/';
       // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;

@@ -5,9 +5,14 @@ import { rewriteCookiePath, rewriteLocation } from '../headers/rewrite.js';
 // A prefix is a plain absolute path: no `//` (a protocol-relative Location), no odd characters.
 const SAFE_PREFIX = /^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
 
-/** The prefix a request was mounted under: the host's `req.baseUrl`, else `X-Forwarded-Prefix`. */
-export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed?: string): string {
-  const candidate = fixed ?? (req.baseUrl || String(req.headers['x-forwarded-prefix'] ?? '').split(',')[0].trim());
+/**
+ * The prefix a request was mounted under: the host's `req.baseUrl`, else `X-Forwarded-Prefix`
+ * when the peer is a trusted proxy (a client could otherwise put its own prefix into the
+ * redirects and cookie paths, and a shared cache would keep them for everyone).
+ */
+export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed: string | undefined, trustsForwarding: boolean): string {
+  const forwarded = trustsForwarding ? String(req.headers['x-forwarded-prefix'] ?? '').split(',')[0].trim() : '';
+  const candidate = fixed ?? (req.baseUrl || forwarded);
   const prefix = candidate.replace(/\/+$/, '');
   return SAFE_PREFIX.test(prefix) ? prefix : '';
 }

@@ -52,13 +52,7 @@ export function clientView(req: unknown): {
   };
   const raw = rawRequest(req);
   const socket = raw.socket as IncomingMessage['socket'] & { encrypted?: boolean };
-  // Express compiles `trust proxy` (true, addresses, subnets, a hop count) into a function:
-  // the client's forwarding headers count only when the peer itself is trusted.
-  const trustFn = platform.app?.get?.('trust proxy fn');
-  const trustsProxy =
-    typeof trustFn === 'function'
-      ? Boolean((trustFn as (address: string | undefined, hop: number) => boolean)(socket?.remoteAddress, 0))
-      : Boolean(platform.app?.get?.('trust proxy'));
+  const trustsProxy = trustsPeer(platform.app, socket?.remoteAddress);
   const protocol = trustsProxy && platform.protocol ? platform.protocol : socket?.encrypted ? 'https' : 'http';
   return {
     protocol: protocol === 'https' ? 'https' : 'http',
@@ -75,4 +69,16 @@ const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=-]+)(?::\d{1,5
 /** The client's Host only when it is one; otherwise the gateway falls back to the socket's address. */
 function authorityOrUndefined(host: string | undefined): string | undefined {
   return host !== undefined && AUTHORITY.test(host) ? host : undefined;
+}
+
+/**
+ * Whether an Express app's `trust proxy` setting trusts the peer at `address`: only then do
+ * the forwarding headers it sends count. Express compiles the setting (true, addresses,
+ * subnets, a hop count) into a function.
+ */
+export function trustsPeer(app: { get?(setting: string): unknown } | undefined, address: string | undefined): boolean {
+  const trustFn = app?.get?.('trust proxy fn');
+  return typeof trustFn === 'function'
+    ? Boolean((trustFn as (address: string | undefined, hop: number) => boolean)(address, 0))
+    : Boolean(app?.get?.('trust proxy'));
 }
