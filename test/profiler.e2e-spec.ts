@@ -189,6 +189,23 @@ describe('profiler middleware', () => {
     expect(profile.nodes.some((n) => n.callFrame.functionName === 'burnCpu' && n.hitCount > 0)).toBe(true);
   });
 
+  it('Clear refuses what another origin posts: another site, a sibling subdomain, a foreign or null Origin', async () => {
+    const post = (headers: Record<string, string>) => get('/app/__profile__/clear', { method: 'POST', headers });
+    const host = new URL(s.url).host;
+    for (const headers of [
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site' },
+      { origin: 'http://evil.example' },
+      { origin: `http://sub.${host}` },
+      { origin: 'null' },
+    ]) {
+      expect({ headers, status: (await post(headers)).status }).toEqual({ headers, status: 403 });
+    }
+    for (const headers of [{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }, { origin: `http://${host}` }, {}]) {
+      expect({ headers, status: (await post(headers)).status }).toEqual({ headers, status: 303 });
+    }
+  });
+
   it('Clear resets the profile; requests to the page itself are not profiled', async () => {
     await get('/app/burn');
     expect((await pageWhen('/app/__profile__', (x) => x.requests > 0)).requests).toBeGreaterThan(0);

@@ -116,8 +116,7 @@ export function profiler(options: ProfilerOptions = {}): NodeMiddleware {
     }
     if (action === '/clear') {
       if (method !== 'POST') return reply(res, 405, { ...text, allow: 'POST' }, 'Method Not Allowed\n');
-      // A cross-site form could otherwise wipe the profile.
-      if (req.headers['sec-fetch-site'] === 'cross-site') return reply(res, 403, text, 'Forbidden\n');
+      if (postedFromElsewhere(req)) return reply(res, 403, text, 'Forbidden\n');
       sampler.clear();
       return reply(res, 303, { ...text, location: base }, 'See Other\n');
     }
@@ -141,4 +140,21 @@ export function profiler(options: ProfilerOptions = {}): NodeMiddleware {
       if (!visit.left) next();
     });
   };
+}
+
+/**
+ * A browser's request that another origin made (a form on another site, or on a sibling
+ * subdomain) must not wipe the profile: Fetch Metadata where the browser sends it, else
+ * `Origin`. A request with neither does not come from a browser page, so no page forged it.
+ */
+function postedFromElsewhere(req: IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined) return site !== 'same-origin' && site !== 'none';
+  const origin = req.headers.origin;
+  if (origin === undefined) return false;
+  try {
+    return new URL(origin).host !== req.headers.host;
+  } catch {
+    return true; // 'null' (a sandboxed or file page) or garbage
+  }
 }
