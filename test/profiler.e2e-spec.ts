@@ -192,7 +192,7 @@ describe('profiler middleware', () => {
   it('Clear refuses what another origin posts: another site, a sibling subdomain, a foreign or null Origin', async () => {
     const post = (headers: Record<string, string>) => get('/app/__profile__/clear', { method: 'POST', headers });
     const host = new URL(s.url).host;
-    for (const headers of [
+    for (const headers of <Record<string, string>[]>[
       { 'sec-fetch-site': 'cross-site' },
       { 'sec-fetch-site': 'same-site' },
       { origin: 'http://evil.example' },
@@ -201,7 +201,7 @@ describe('profiler middleware', () => {
     ]) {
       expect({ headers, status: (await post(headers)).status }).toEqual({ headers, status: 403 });
     }
-    for (const headers of [{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }, { origin: `http://${host}` }, {}]) {
+    for (const headers of <Record<string, string>[]>[{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }, { origin: `http://${host}` }, {}]) {
       expect({ headers, status: (await post(headers)).status }).toEqual({ headers, status: 303 });
     }
   });
