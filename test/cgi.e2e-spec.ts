@@ -628,6 +628,21 @@ describe('cgiApp: script output', () => {
     expect(large.headers['content-length']).toBeUndefined();
   });
 
+  // A keep-alive client reads the next response as the 5 bytes it still waits for: the
+  // connection must be broken off instead, as for a body shorter than its Content-Length.
+  it('breaks the connection off when a complete answer has a Content-Length but no body', async () => {
+    const { hostname, port } = new URL(s.url);
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c)).on('error', () => undefined);
+    socket.write('GET /cgi/length-no-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cgi/lf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the connection to close');
+    const wire = Buffer.concat(chunks).toString('latin1');
+    // Cut before or after its head: either way no second response follows on this connection.
+    expect(wire.match(/HTTP\/1\.1 /g)?.length ?? 0).toBeLessThanOrEqual(1);
+    expect(wire).not.toContain('lf body');
+  });
+
   it('answers HEAD with the headers and no body', async () => {
     const reply = await send(`${s.url}/cgi/head`, { method: 'HEAD' });
     expect(reply.status).toBe(200);

@@ -93,7 +93,8 @@ export async function respondFromOutput(
     stopped = true;
     for (const timer of timers) clearTimeout(timer);
     exchange.signal.removeEventListener('abort', onAbort);
-    const body = exchange.method === 'HEAD' || rest.length === 0 ? null : rest;
+    // Even empty: a Content-Length it does not meet must break the response off, as when streamed.
+    const body = exchange.method === 'HEAD' ? null : rest;
     return { head, response: new GatewayResponse({ ...init, body }) };
   }
 
