@@ -160,6 +160,8 @@ def start(frame):
     sockets = {}
     error_r = error_w = -1
     try:
+        # Before anything starts: a bad field fails this request, never a running script.
+        room = int(error_bytes) if error_bytes else None
         error_r, error_w = os.pipe()
         os.set_blocking(error_r, False)
         for kind in streams:
@@ -188,7 +190,7 @@ def start(frame):
                 setsigdef=RESET_SIGNALS,
             )
         running[pid] = request_id
-        relays[error_r] = Relay(request_id, int(error_bytes) if error_bytes else None)
+        relays[error_r] = Relay(request_id, room)
         relay_of[request_id] = error_r
         poller.register(error_r, select.POLLIN)
         error_r = -1

@@ -690,12 +690,15 @@ class CappedMount {}
 @MountGateway('interpreted', cgiApp(INTERPRETED, { interpreter: ['/bin/sh'] }))
 class InterpretedMount {}
 
+@MountGateway('uncapped', cgiApp(STDERR, { maxStderrBytes: Infinity }), { name: 'uncapped-app' })
+class UncappedMount {}
+
 describe('cgiApp: the process', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount],
+      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount],
     });
   });
   afterAll(() => s.close());
@@ -791,6 +794,15 @@ describe('cgiApp: the process', () => {
     expect(flood.length).toBeLessThan(100);
     expect(loggedBytes).toBeLessThanOrEqual(100 + 1);
     for (const line of flood) expect(line).toContain('capped-app');
+  });
+
+  // "Log it all": the limit reaches the spawn helper, which must not take it for a bad request.
+  it('runs the script and logs all of its stderr with maxStderrBytes: Infinity', async () => {
+    const from = s.logger.lines.length;
+    const reply = await send(`${s.url}/uncapped/flood`);
+    expect(reply.status).toBe(200);
+    await waitFor(() => linesSince(s, from, 'warn').filter((l) => l.includes('flood line')).length === 100, 3000, 'all 100 stderr lines logged');
+    expect(linesSince(s, from).filter((l) => /spawn|the rest is not logged/.test(l))).toEqual([]);
   });
 
   it('logs a non-zero exit code', async () => {
