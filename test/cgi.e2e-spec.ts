@@ -839,6 +839,9 @@ class TotalTimeoutMount {}
 @MountGateway('life', cgiApp(LIFECYCLE, { killGrace: 200, env: FIXTURE_ENV }))
 class LifecycleMount {}
 
+@MountGateway('life-grace', cgiApp(LIFECYCLE, { env: FIXTURE_ENV }))
+class DefaultGraceMount {}
+
 @MountGateway('queue', cgiApp(QUEUE, { maxConcurrency: 1, maxQueue: 1, headersTimeout: 10_000, env: FIXTURE_ENV }))
 class QueueMount {}
 
@@ -850,7 +853,7 @@ describe('cgiApp: limits and process groups', () => {
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, QueueMount, DefaultQueueMount],
+      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, DefaultGraceMount, QueueMount, DefaultQueueMount],
     });
   });
   afterAll(() => s.close());
@@ -908,6 +911,18 @@ describe('cgiApp: limits and process groups', () => {
     expect(reply.status).toBe(200);
     expect(reply.text).toBe('done\n');
     expect(reply.complete).toBe(true);
+    await expectGone(await pidsOf(id));
+  });
+
+  // The answer is complete when the output ends; the exit, still to come, must not hold it back.
+  it('answers as soon as the script closes its output, though it runs on (killGrace is not waited)', async () => {
+    const id = newId('answer-then-work');
+    const started = Date.now();
+    const reply = await send(`${s.url}/life-grace/answer-then-work`, { headers: { 'x-test-id': id } });
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('answer\n');
+    expect(reply.complete).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1000);
     await expectGone(await pidsOf(id));
   });
 
