@@ -209,34 +209,43 @@ def start(frame):
                 os.close(fd)
 
 
+def serve():
+    pending = b''
+    while True:
+        reap()
+        out.flush()
+        ready = [fd for fd, _ in poller.poll()]
+        for fd in ready:
+            if fd in relays:
+                relay(fd)
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if not data:
+                return
+            pending += data
+            while len(pending) >= 4:
+                size = int.from_bytes(pending[:4], 'big')
+                if len(pending) < 4 + size:
+                    break
+                frame, pending = pending[4:4 + size], pending[4 + size:]
+                start(frame)
+
+
 out.write('R %d.%d\n' % sys.version_info[:2])
 out.flush()
-pending = b''
-while True:
-    reap()
-    out.flush()
-    ready = [fd for fd, _ in poller.poll()]
-    for fd in ready:
-        if fd in relays:
-            relay(fd)
-    if wake_r in ready:
+try:
+    serve()
+except BrokenPipeError:
+    pass  # our stdout has no reader: the Node process is gone, as when our stdin closes
+finally:
+    # However this helper ends, no script it started runs on unwatched.
+    for pid in running:
         try:
-            os.read(wake_r, 4096)
-        except BlockingIOError:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
             pass
-    if 0 in ready:
-        data = os.read(0, 65536)
-        if not data:
-            break
-        pending += data
-        while len(pending) >= 4:
-            size = int.from_bytes(pending[:4], 'big')
-            if len(pending) < 4 + size:
-                break
-            frame, pending = pending[4:4 + size], pending[4 + size:]
-            start(frame)
-for pid in running:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        pass

@@ -821,3 +821,36 @@ describe('spawn helpers: idle helpers do not keep the process alive', () => {
     }
   });
 });
+
+describe('spawn helpers: the Node process dies', () => {
+  // The helper then finds its stdin closed, and its stdout too: a line it still has to write (a
+  // script's stderr) must not kill it before it has stopped every group.
+  (existsSync(DIST) ? it : it.skip)('stops the groups of a script that was writing to stderr (built package in dist/)', async () => {
+    const pidFile = join(WORK, `${newId('node-dies')}.pids`);
+    const script = `sleep 300 </dev/null >/dev/null 2>&1 & echo "$$ $!" > ${pidFile}.tmp; mv ${pidFile}.tmp ${pidFile}; exec yes tick >&2`;
+    const program = `
+      import { SpawnHelperPool } from ${JSON.stringify(new URL(`file://${DIST}`).href)};
+      const pool = new SpawnHelperPool({ helpers: 1 });
+      const child = await pool.spawn({ file: '/bin/sh', args: ['-c', ${JSON.stringify(script)}], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdin: false });
+      child.stdout.resume();
+      child.stderr.resume();
+      setInterval(() => undefined, 1000);
+    `;
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    const node = spawn(process.execPath, ['--input-type=module', '-e', program], { cwd: WORK, env, stdio: ['ignore', 'ignore', 'ignore'] });
+    const exited = new Promise((resolve) => node.once('exit', resolve));
+    let pids: number[] = [];
+    try {
+      await waitFor(() => existsSync(pidFile), 5000, 'the script to start');
+      pids = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // it is writing its ticks
+      node.kill('SIGKILL');
+      await exited;
+      await expectGone(pids);
+    } finally {
+      if (node.exitCode === null && node.signalCode === null) node.kill('SIGKILL');
+      for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
+    }
+  });
+});
