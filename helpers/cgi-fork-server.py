@@ -38,8 +38,26 @@ if sys.version_info < (3, 8) or not hasattr(os, 'posix_spawn'):
 # Descriptors our parent leaked to us (without close-on-exec) must not reach scripts.
 os.closerange(3, 65536)
 
+
+class Replies:
+    """Our stdout, written in full. A signal (SIGCHLD) can cut a long write short, and the
+    TextIOWrapper of an unbuffered stdout (-u) drops what was not written: the rest of an L
+    line, and the lines after it with it."""
+
+    def write(self, text):
+        view = memoryview(text.encode())
+        while view:
+            try:
+                view = view[os.write(1, view):]
+            except BlockingIOError:
+                select.select([], [1], [])
+
+    def flush(self):
+        pass
+
+
 SOCKET_PATH = sys.argv[1]
-out = sys.stdout
+out = Replies()
 running = {}  # pid -> request id
 relays = {}  # read end of a script's stderr pipe -> Relay
 relay_of = {}  # request id -> its Relay's descriptor

@@ -13,7 +13,7 @@
  * that appear with its first request. One Nest app serves the whole file (Nest routes every
  * `Logger`, the pools' included, to the most recently created app's logger).
  */
-import { cgiApp, directSpawner, GatewayModule, MountGateway, SpawnHelperPool, type CgiSpawner } from 'nest-gateway';
+import { cgiApp, directSpawner, GatewayModule, MountGateway, SpawnHelperPool, type CgiExit, type CgiSpawner } from 'nest-gateway';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -698,6 +698,25 @@ describe("spawn helpers: a script's stderr, relayed by the helper", () => {
     expect(stdout).toBe('finished\n');
     expect(stderr.length).toBe(100);
     expect(exit.code).toBe(0);
+  });
+
+  // Each exit is a SIGCHLD, which can cut the helper's write of a long L line short: the rest
+  // of the line must still follow, or the lines after it (P, X) are lost with it.
+  it('relays every byte of a 32 MiB stderr while 200 other scripts start and exit', async () => {
+    const total = 32 * 1024 * 1024;
+    const flood = run(`head -c ${total} /dev/zero >&2`);
+    const exits: Array<Promise<CgiExit>> = [];
+    for (let i = 0; i < 200; i++) {
+      // One after the other, so that the exits fall all along the flood.
+      const child = await pool.spawn({ file: '/bin/sh', args: ['-c', 'exit 0'], env: {}, cwd: '/', stdin: false });
+      child.stdout.resume();
+      child.stderr.resume();
+      exits.push(child.exit);
+    }
+    const [flooded, codes] = await within(Promise.all([flood, Promise.all(exits)]), 15_000, 'the flood and the 200 scripts to be reported done');
+    expect(flooded.stderr.length).toBe(total);
+    expect(flooded.stderr.every((byte) => byte === 0)).toBe(true);
+    expect(codes.every((exit) => exit.code === 0)).toBe(true);
   });
 
   it('holds no descriptor in the helper once 40 scripts that wrote to stderr are done', async () => {
