@@ -38,8 +38,26 @@ if sys.version_info < (3, 8) or not hasattr(os, 'posix_spawn'):
 # Descriptors our parent leaked to us (without close-on-exec) must not reach scripts.
 os.closerange(3, 65536)
 
+
+class Replies:
+    """Our stdout, written in full. A signal (SIGCHLD) can cut a long write short, and the
+    TextIOWrapper of an unbuffered stdout (-u) drops what was not written: the rest of an L
+    line, and the lines after it with it."""
+
+    def write(self, text):
+        view = memoryview(text.encode())
+        while view:
+            try:
+                view = view[os.write(1, view):]
+            except BlockingIOError:
+                select.select([], [1], [])
+
+    def flush(self):
+        pass
+
+
 SOCKET_PATH = sys.argv[1]
-out = sys.stdout
+out = Replies()
 running = {}  # pid -> request id
 relays = {}  # read end of a script's stderr pipe -> Relay
 relay_of = {}  # request id -> its Relay's descriptor
@@ -160,6 +178,8 @@ def start(frame):
     sockets = {}
     error_r = error_w = -1
     try:
+        # Before anything starts: a bad field fails this request, never a running script.
+        room = int(error_bytes) if error_bytes else None
         error_r, error_w = os.pipe()
         os.set_blocking(error_r, False)
         for kind in streams:
@@ -188,7 +208,7 @@ def start(frame):
                 setsigdef=RESET_SIGNALS,
             )
         running[pid] = request_id
-        relays[error_r] = Relay(request_id, int(error_bytes) if error_bytes else None)
+        relays[error_r] = Relay(request_id, room)
         relay_of[request_id] = error_r
         poller.register(error_r, select.POLLIN)
         error_r = -1
@@ -207,34 +227,43 @@ def start(frame):
                 os.close(fd)
 
 
+def serve():
+    pending = b''
+    while True:
+        reap()
+        out.flush()
+        ready = [fd for fd, _ in poller.poll()]
+        for fd in ready:
+            if fd in relays:
+                relay(fd)
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if 0 in ready:
+            data = os.read(0, 65536)
+            if not data:
+                return
+            pending += data
+            while len(pending) >= 4:
+                size = int.from_bytes(pending[:4], 'big')
+                if len(pending) < 4 + size:
+                    break
+                frame, pending = pending[4:4 + size], pending[4 + size:]
+                start(frame)
+
+
 out.write('R %d.%d\n' % sys.version_info[:2])
 out.flush()
-pending = b''
-while True:
-    reap()
-    out.flush()
-    ready = [fd for fd, _ in poller.poll()]
-    for fd in ready:
-        if fd in relays:
-            relay(fd)
-    if wake_r in ready:
+try:
+    serve()
+except BrokenPipeError:
+    pass  # our stdout has no reader: the Node process is gone, as when our stdin closes
+finally:
+    # However this helper ends, no script it started runs on unwatched.
+    for pid in running:
         try:
-            os.read(wake_r, 4096)
-        except BlockingIOError:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
             pass
-    if 0 in ready:
-        data = os.read(0, 65536)
-        if not data:
-            break
-        pending += data
-        while len(pending) >= 4:
-            size = int.from_bytes(pending[:4], 'big')
-            if len(pending) < 4 + size:
-                break
-            frame, pending = pending[4:4 + size], pending[4 + size:]
-            start(frame)
-for pid in running:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        pass

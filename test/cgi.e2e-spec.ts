@@ -628,6 +628,21 @@ describe('cgiApp: script output', () => {
     expect(large.headers['content-length']).toBeUndefined();
   });
 
+  // A keep-alive client reads the next response as the 5 bytes it still waits for: the
+  // connection must be broken off instead, as for a body shorter than its Content-Length.
+  it('breaks the connection off when a complete answer has a Content-Length but no body', async () => {
+    const { hostname, port } = new URL(s.url);
+    const socket = connect(Number(port), hostname);
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c)).on('error', () => undefined);
+    socket.write('GET /cgi/length-no-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cgi/lf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await within(new Promise((resolve) => socket.once('close', resolve)), 5000, 'the connection to close');
+    const wire = Buffer.concat(chunks).toString('latin1');
+    // Cut before or after its head: either way no second response follows on this connection.
+    expect(wire.match(/HTTP\/1\.1 /g)?.length ?? 0).toBeLessThanOrEqual(1);
+    expect(wire).not.toContain('lf body');
+  });
+
   it('answers HEAD with the headers and no body', async () => {
     const reply = await send(`${s.url}/cgi/head`, { method: 'HEAD' });
     expect(reply.status).toBe(200);
@@ -675,12 +690,15 @@ class CappedMount {}
 @MountGateway('interpreted', cgiApp(INTERPRETED, { interpreter: ['/bin/sh'] }))
 class InterpretedMount {}
 
+@MountGateway('uncapped', cgiApp(STDERR, { maxStderrBytes: Infinity }), { name: 'uncapped-app' })
+class UncappedMount {}
+
 describe('cgiApp: the process', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount],
+      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount],
     });
   });
   afterAll(() => s.close());
@@ -778,6 +796,15 @@ describe('cgiApp: the process', () => {
     for (const line of flood) expect(line).toContain('capped-app');
   });
 
+  // "Log it all": the limit reaches the spawn helper, which must not take it for a bad request.
+  it('runs the script and logs all of its stderr with maxStderrBytes: Infinity', async () => {
+    const from = s.logger.lines.length;
+    const reply = await send(`${s.url}/uncapped/flood`);
+    expect(reply.status).toBe(200);
+    await waitFor(() => linesSince(s, from, 'warn').filter((l) => l.includes('flood line')).length === 100, 3000, 'all 100 stderr lines logged');
+    expect(linesSince(s, from).filter((l) => /spawn|the rest is not logged/.test(l))).toEqual([]);
+  });
+
   it('logs a non-zero exit code', async () => {
     const from = s.logger.lines.length;
     const reply = await send(`${s.url}/noisy/exit`);
@@ -812,6 +839,9 @@ class TotalTimeoutMount {}
 @MountGateway('life', cgiApp(LIFECYCLE, { killGrace: 200, env: FIXTURE_ENV }))
 class LifecycleMount {}
 
+@MountGateway('life-grace', cgiApp(LIFECYCLE, { env: FIXTURE_ENV }))
+class DefaultGraceMount {}
+
 @MountGateway('queue', cgiApp(QUEUE, { maxConcurrency: 1, maxQueue: 1, headersTimeout: 10_000, env: FIXTURE_ENV }))
 class QueueMount {}
 
@@ -823,7 +853,7 @@ describe('cgiApp: limits and process groups', () => {
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, QueueMount, DefaultQueueMount],
+      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, DefaultGraceMount, QueueMount, DefaultQueueMount],
     });
   });
   afterAll(() => s.close());
@@ -881,6 +911,18 @@ describe('cgiApp: limits and process groups', () => {
     expect(reply.status).toBe(200);
     expect(reply.text).toBe('done\n');
     expect(reply.complete).toBe(true);
+    await expectGone(await pidsOf(id));
+  });
+
+  // The answer is complete when the output ends; the exit, still to come, must not hold it back.
+  it('answers as soon as the script closes its output, though it runs on (killGrace is not waited)', async () => {
+    const id = newId('answer-then-work');
+    const started = Date.now();
+    const reply = await send(`${s.url}/life-grace/answer-then-work`, { headers: { 'x-test-id': id } });
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('answer\n');
+    expect(reply.complete).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1000);
     await expectGone(await pidsOf(id));
   });
 

@@ -13,7 +13,7 @@
  * that appear with its first request. One Nest app serves the whole file (Nest routes every
  * `Logger`, the pools' included, to the most recently created app's logger).
  */
-import { cgiApp, directSpawner, GatewayModule, MountGateway, SpawnHelperPool, type CgiSpawner } from 'nest-gateway';
+import { cgiApp, directSpawner, GatewayModule, MountGateway, SpawnHelperPool, type CgiExit, type CgiSpawner } from 'nest-gateway';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -700,6 +700,25 @@ describe("spawn helpers: a script's stderr, relayed by the helper", () => {
     expect(exit.code).toBe(0);
   });
 
+  // Each exit is a SIGCHLD, which can cut the helper's write of a long L line short: the rest
+  // of the line must still follow, or the lines after it (P, X) are lost with it.
+  it('relays every byte of a 32 MiB stderr while 200 other scripts start and exit', async () => {
+    const total = 32 * 1024 * 1024;
+    const flood = run(`head -c ${total} /dev/zero >&2`);
+    const exits: Array<Promise<CgiExit>> = [];
+    for (let i = 0; i < 200; i++) {
+      // One after the other, so that the exits fall all along the flood.
+      const child = await pool.spawn({ file: '/bin/sh', args: ['-c', 'exit 0'], env: {}, cwd: '/', stdin: false });
+      child.stdout.resume();
+      child.stderr.resume();
+      exits.push(child.exit);
+    }
+    const [flooded, codes] = await within(Promise.all([flood, Promise.all(exits)]), 15_000, 'the flood and the 200 scripts to be reported done');
+    expect(flooded.stderr.length).toBe(total);
+    expect(flooded.stderr.every((byte) => byte === 0)).toBe(true);
+    expect(codes.every((exit) => exit.code === 0)).toBe(true);
+  });
+
   it('holds no descriptor in the helper once 40 scripts that wrote to stderr are done', async () => {
     await run('echo warm >&2');
     const before = helperFds();
@@ -818,6 +837,39 @@ describe('spawn helpers: idle helpers do not keep the process alive', () => {
         node.kill('SIGKILL');
         await exited;
       }
+    }
+  });
+});
+
+describe('spawn helpers: the Node process dies', () => {
+  // The helper then finds its stdin closed, and its stdout too: a line it still has to write (a
+  // script's stderr) must not kill it before it has stopped every group.
+  (existsSync(DIST) ? it : it.skip)('stops the groups of a script that was writing to stderr (built package in dist/)', async () => {
+    const pidFile = join(WORK, `${newId('node-dies')}.pids`);
+    const script = `sleep 300 </dev/null >/dev/null 2>&1 & echo "$$ $!" > ${pidFile}.tmp; mv ${pidFile}.tmp ${pidFile}; exec yes tick >&2`;
+    const program = `
+      import { SpawnHelperPool } from ${JSON.stringify(new URL(`file://${DIST}`).href)};
+      const pool = new SpawnHelperPool({ helpers: 1 });
+      const child = await pool.spawn({ file: '/bin/sh', args: ['-c', ${JSON.stringify(script)}], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdin: false });
+      child.stdout.resume();
+      child.stderr.resume();
+      setInterval(() => undefined, 1000);
+    `;
+    const env = { ...process.env };
+    delete env.NODE_OPTIONS;
+    const node = spawn(process.execPath, ['--input-type=module', '-e', program], { cwd: WORK, env, stdio: ['ignore', 'ignore', 'ignore'] });
+    const exited = new Promise((resolve) => node.once('exit', resolve));
+    let pids: number[] = [];
+    try {
+      await waitFor(() => existsSync(pidFile), 5000, 'the script to start');
+      pids = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // it is writing its ticks
+      node.kill('SIGKILL');
+      await exited;
+      await expectGone(pids);
+    } finally {
+      if (node.exitCode === null && node.signalCode === null) node.kill('SIGKILL');
+      for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
     }
   });
 });

@@ -88,12 +88,14 @@ export async function respondFromOutput(
 
   const init = { status: head.status, statusText: head.statusText, headers: head.headers };
   // A short answer, all here with its head: sent in one write, with no stream in between
-  // (unless the producer failed at its end, which the streamed body reports).
-  if (complete && !(outcome && (await Promise.race([outcome, failed])))) {
+  // (unless the producer failed at its end, which the streamed body reports, or its end is not
+  // known yet: a script that closed its output and works on must not hold its answer back).
+  if (complete && (await endedWell(outcome, failed, limits.endLookahead ?? 0))) {
     stopped = true;
     for (const timer of timers) clearTimeout(timer);
     exchange.signal.removeEventListener('abort', onAbort);
-    const body = exchange.method === 'HEAD' || rest.length === 0 ? null : rest;
+    // Even empty: a Content-Length it does not meet must break the response off, as when streamed.
+    const body = exchange.method === 'HEAD' ? null : rest;
     return { head, response: new GatewayResponse({ ...init, body }) };
   }
 
@@ -112,6 +114,18 @@ export async function respondFromOutput(
     return { head, response: new GatewayResponse(init) };
   }
   return { head, response: new GatewayResponse({ ...init, body: stream }) };
+}
+
+/** Whether the producer's outcome, if it has one, is known to be a success within `ms`. */
+async function endedWell(outcome: Promise<Error | undefined> | undefined, failed: Promise<never>, ms: number): Promise<boolean> {
+  if (!outcome) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  try {
+    return (await Promise.race([outcome, failed, late])) === undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function describe(reason: unknown): string {

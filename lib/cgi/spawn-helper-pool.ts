@@ -305,7 +305,7 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
     request.cwd,
     request.uid === undefined ? '' : String(request.uid),
     request.gid === undefined ? '' : String(request.gid),
-    request.stderrBytes === undefined ? '' : String(request.stderrBytes),
+    byteCount(request.stderrBytes),
     String(request.args.length),
     ...request.args,
     ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`),
@@ -318,6 +318,12 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
   frame.writeUInt32BE(payload.length, 0);
   payload.copy(frame, 4);
   return frame;
+}
+
+/** A byte limit as the helper reads it: a whole number, or empty for none (undefined, Infinity). */
+function byteCount(limit: number | undefined): string {
+  if (limit === undefined || !Number.isFinite(limit) || limit >= Number.MAX_SAFE_INTEGER) return '';
+  return String(Math.max(0, Math.floor(limit)));
 }
 
 function nullSink(): Writable {
