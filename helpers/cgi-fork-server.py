@@ -61,6 +61,11 @@ out = Replies()
 running = {}  # pid -> request id
 relays = {}  # read end of a script's stderr pipe -> Relay
 relay_of = {}  # request id -> its Relay's descriptor
+# Groups whose leader exited while others of the group lived on, and whose stderr is still
+# relayed: request id -> group id. Looked at every GROUP_CHECK_MS; once a group is gone, its
+# relay ends (a daemon that left the group may hold the pipe for ever).
+lingering = {}
+GROUP_CHECK_MS = 250
 DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 ROOT = os.getcwd()
 # A script starts with every signal at its default, as exec from a shell would give it
@@ -112,6 +117,7 @@ def relay(fd, drain=False):
 def end_relay(fd):
     state = relays.pop(fd)
     relay_of.pop(state.request_id, None)
+    lingering.pop(state.request_id, None)
     poller.unregister(fd)
     os.close(fd)
     out.write(f'F {state.request_id}\n')
@@ -140,8 +146,25 @@ def reap():
         except OSError:
             alone = 0
         out.write(f'X {request_id} {code} {sig} {alone}\n')
-        if alone and request_id in relay_of:
+        if request_id in relay_of:
+            if alone:
+                relay(relay_of[request_id], drain=True)
+            else:
+                lingering[request_id] = pid
+
+
+def end_relays_of_gone_groups():
+    for request_id, group in list(lingering.items()):
+        if request_id not in relay_of:
+            del lingering[request_id]
+            continue
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            del lingering[request_id]
             relay(relay_of[request_id], drain=True)
+        except OSError:
+            pass
 
 
 def spawn_as(program, args, env, cwd, sockets, error_fd, uid, gid):
@@ -231,8 +254,9 @@ def serve():
     pending = b''
     while True:
         reap()
+        end_relays_of_gone_groups()
         out.flush()
-        ready = [fd for fd, _ in poller.poll()]
+        ready = [fd for fd, _ in poller.poll(GROUP_CHECK_MS if lingering else None)]
         for fd in ready:
             if fd in relays:
                 relay(fd)

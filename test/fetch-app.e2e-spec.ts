@@ -193,6 +193,11 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
   '/empty'() {
     return new Response(null, { status: 204, headers: { 'x-empty': 'yes' } });
   },
+  // No body, yet a Content-Length: a keep-alive client would wait for the bytes, then read
+  // the next response on the connection as them.
+  '/length-no-body'() {
+    return new Response(null, { headers: { 'content-type': 'text/plain', 'content-length': '5' } });
+  },
   '/where'(request) {
     const url = new URL(request.url);
     return Response.json({ pathname: url.pathname, search: url.search });
@@ -277,6 +282,10 @@ describe('fetch apps', () => {
       expect(res.status).toBe(200);
       const body = Buffer.from(part + part);
       expect(JSON.parse(res.body.toString())).toEqual({ length: body.length, sha256: sha256(body) });
+    });
+
+    it('a response with no body but a Content-Length is broken off, not left for the client to wait on', async () => {
+      await expect(within(send(`${s.url}${prefix}/length-no-body`), 3000, 'the response to end or break')).rejects.toThrow(/aborted|hang up|ECONNRESET/);
     });
 
     it('parses a JSON body with request.json()', async () => {

@@ -719,6 +719,22 @@ describe("spawn helpers: a script's stderr, relayed by the helper", () => {
     expect(codes.every((exit) => exit.code === 0)).toBe(true);
   });
 
+  // A daemon that left the group (setsid) keeps the pipe open; the script's group ends after
+  // the script. Once nothing of the group is left, the relay ends: else the spawn stayed
+  // tracked (the Node process could not exit by itself) and the helper kept the descriptor.
+  it("ends the relay once the script's group is gone, though a daemon that left the group holds stderr", async () => {
+    const pidFile = join(WORK, 'stderr-daemon.pid');
+    const script = `setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' >/dev/null & (sleep 0.3; echo "late child" >&2) >/dev/null & echo "script" >&2; echo out`;
+    try {
+      const { stdout, stderr, exit } = await run(script);
+      expect(stdout).toBe('out\n');
+      expect(exit.groupEmpty).toBe(false);
+      expect(stderr.toString()).toBe('script\nlate child\n');
+    } finally {
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    }
+  });
+
   it('holds no descriptor in the helper once 40 scripts that wrote to stderr are done', async () => {
     await run('echo warm >&2');
     const before = helperFds();
