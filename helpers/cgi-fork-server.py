@@ -145,12 +145,13 @@ def reap():
             alone = 1
         except OSError:
             alone = 0
-        out.write(f'X {request_id} {code} {sig} {alone}\n')
+        # The last of its stderr first, so that the exit is logged after it.
         if request_id in relay_of:
             if alone:
                 relay(relay_of[request_id], drain=True)
             else:
                 lingering[request_id] = pid
+        out.write(f'X {request_id} {code} {sig} {alone}\n')
 
 
 def end_relays_of_gone_groups():
@@ -285,8 +286,9 @@ try:
 except BrokenPipeError:
     pass  # our stdout has no reader: the Node process is gone, as when our stdin closes
 finally:
-    # However this helper ends, no script it started runs on unwatched.
-    for pid in running:
+    # However this helper ends, no script it started runs on unwatched (nor what is left of
+    # the group of one that exited).
+    for pid in [*running, *lingering.values()]:
         try:
             os.killpg(pid, signal.SIGTERM)
         except OSError:

@@ -814,6 +814,10 @@ describe('cgiApp: the process', () => {
     const line = linesSince(s, from).find((l) => /exit\w* with code 3/.test(l))!;
     expect(line).toContain('noisy-app');
     expect(line).toContain(`pid ${pid}`);
+    // Its last stderr line is logged before its exit.
+    const lines = linesSince(s, from);
+    expect(lines.findIndex((l) => l.includes('about to fail'))).toBeGreaterThanOrEqual(0);
+    expect(lines.findIndex((l) => l.includes('about to fail'))).toBeLessThan(lines.indexOf(line));
   });
 
   it('runs a non-executable script through the interpreter option', async () => {

@@ -87,7 +87,8 @@ export class BytesBody extends Readable implements WholeBodySource {
 
   [WHOLE_BODY](length: number | undefined): Buffer | undefined {
     const bytes = this.#bytes;
-    if (bytes === null || this.destroyed || (length !== undefined && bytes.length !== length)) return undefined;
+    if (bytes === null || this.destroyed || this.readableFlowing === true) return undefined;
+    if (length !== undefined && bytes.length !== length) return undefined;
     this.#bytes = null;
     this.push(null);
     this.read(); // ends it: 'end', then 'close'
