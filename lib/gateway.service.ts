@@ -125,7 +125,7 @@ export class GatewayService implements OnApplicationBootstrap {
           await app.upgrade(exchange, upgrade.socket, upgrade.head);
         } catch (error) {
           // The connection left Nest's response: the refusal is written on it directly.
-          refuseUpgrade(upgrade.socket, error instanceof HttpException ? error.getStatus() : 500);
+          refuseUpgrade(upgrade.socket, error instanceof HttpException ? error.getStatus() : (statusOf(error) ?? 500));
           throw error;
         }
         return ALREADY_SENT;

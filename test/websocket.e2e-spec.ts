@@ -137,6 +137,23 @@ describe('WebSocket pass-through', () => {
     await expect(connect(wsUrl('/plain'))).rejects.toMatchObject({ status: 200 });
   });
 
+  it("an upgrade listener's error with an HTTP status refuses the upgrade with that status", async () => {
+    const refusing = nodeApp((_req, res) => res.end('plain'), {
+      upgrade: () => {
+        throw Object.assign(new Error('no ticket'), { status: 401, expose: true });
+      },
+    });
+    @MountGateway('refusing', refusing)
+    class RefusingMount {}
+    const other = await startNest({ imports: [GatewayModule.forRoot()], controllers: [RefusingMount] });
+    try {
+      await expect(connect(other.url.replace('http:', 'ws:') + '/refusing/')).rejects.toMatchObject({ status: 401 });
+      expect(other.logger.errors()).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('an upstream that is down gives 502 to the upgrade', async () => {
     const down = proxyApp('http://127.0.0.1:1');
     @MountGateway('down', down)
