@@ -266,15 +266,22 @@ export class GatewayService implements OnApplicationBootstrap {
       this.logger.error(`${name}: ${error.message}`);
       return new InternalServerErrorException(error.message, { cause: error });
     }
-    const err = error instanceof Error ? error : new Error(String(error));
-    const status = statusOf(err);
+    // A plain object passed to next() may carry the status too, as finalhandler reads it.
+    const status = statusOf(error);
+    const err = error instanceof Error ? error : new Error(messageOf(error));
     if (status !== undefined && status < 500) {
       this.logger.debug?.(`${name}: ${status} ${err.message}`);
-      return statusException(err, status);
+      return statusException(error, status);
     }
     this.logger.error(`App mounted at ${name} failed: ${err.message}`, err.stack);
-    return status === undefined ? new InternalServerErrorException(undefined, { cause: err }) : statusException(err, status);
+    return status === undefined ? new InternalServerErrorException(undefined, { cause: err }) : statusException(error, status);
   }
+}
+
+/** An error-like value's own message (`{ status, message }`), else the value as text. */
+function messageOf(value: unknown): string {
+  const message = (value as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(value);
 }
 
 /** Applies CallOptions.headers to flat raw headers; a replaced body gets its own length. */

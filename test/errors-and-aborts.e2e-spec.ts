@@ -275,6 +275,7 @@ const nextsStatusErrors: NodeListener = (req, _res, next) => {
   if (path === '/hidden') return next!(statusError(400, 'internal detail', { expose: false }));
   if (path === '/unavailable') return next!(statusError(503, SECRET_503));
   if (path === '/not-a-status') return next!(statusError(200, 'odd'));
+  if (path === '/plain-object') return next!({ status: 404, message: 'No such object', expose: true });
   throw statusError(409, 'Thrown conflict');
 };
 @MountGateway('status-errors', nextsStatusErrors)
@@ -520,6 +521,12 @@ describe('errors, timeouts and client disconnects', () => {
       const { res } = await get('/call/status/missing');
       expect(res.status).toBe(404);
       expect(res.body).toEqual({ statusCode: 404, message: 'No such page' });
+    });
+    it('a thrown value that is not an Error but carries a status (next({ status: 404 })) gives that status', async () => {
+      const { res, errors } = await get('/status-errors/plain-object');
+      expect(res.status).toBe(404);
+      expect(res.body).toEqual({ statusCode: 404, message: 'No such object' });
+      expect(errors).toEqual([]);
     });
     it('a status that is not an error status is a plain 500', async () => {
       expect((await get('/status-errors/not-a-status')).res.status).toBe(500);

@@ -15,9 +15,10 @@ export function statusOf(error: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value >= 400 && value <= 599 ? value : undefined;
 }
 
-/** The HttpException for an error with an HTTP status (see `statusOf`). */
-export function statusException(error: Error, status: number): HttpException {
-  const exposed = status < 500 && (error as { expose?: unknown }).expose === true && error.message;
+/** The HttpException for an error with an HTTP status (see `statusOf`); Error or not. */
+export function statusException(error: unknown, status: number): HttpException {
+  const { expose, message: own } = error as { expose?: unknown; message?: unknown };
+  const exposed = status < 500 && expose === true && typeof own === 'string' && own;
   const message = exposed || defaultStatusText(status) || 'Error';
   return new HttpException({ statusCode: status, message }, status, { cause: error });
 }
