@@ -38,6 +38,10 @@ function compressing(req: IncomingMessage, res: ServerResponse) {
     res.setHeader('content-encoding', 'gzip');
     return res.end(gzipSync(Buffer.alloc(64 * 1024 * 1024)));
   }
+  if (path === '/deflate-bomb') {
+    res.setHeader('content-encoding', 'deflate');
+    return res.end(deflateSync(Buffer.alloc(64 * 1024 * 1024)));
+  }
   if (path === '/zstd') {
     res.setHeader('content-encoding', 'zstd');
     return res.end('not really zstd');
@@ -262,6 +266,10 @@ describe('GatewayService.callApp', () => {
 
     it('a body that inflates past the limit is refused, not inflated', async () => {
       expect((await request(s.url).get('/compressed/errors/bomb')).body).toEqual({ error: BodyTooLargeError.name });
+    });
+
+    it('a deflate (zlib) body that inflates past the limit is refused as too large, not as corrupt', async () => {
+      expect((await request(s.url).get('/compressed/errors/deflate-bomb')).body).toEqual({ error: BodyTooLargeError.name });
     });
 
     it('an encoding it cannot decode is a clear error', async () => {

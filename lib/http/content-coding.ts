@@ -11,8 +11,13 @@ const inflateRawAsync = promisify(inflateRaw) as Decoder;
 const DECODERS: Record<string, Decoder> = {
   gzip: gunzipAsync,
   'x-gzip': gunzipAsync,
-  // 'deflate' means zlib-wrapped, but some servers send a raw deflate stream.
-  deflate: (bytes, options) => inflateAsync(bytes, options).catch(() => inflateRawAsync(bytes, options)),
+  // 'deflate' means zlib-wrapped, but some servers send a raw deflate stream. A zlib body
+  // that outgrew the limit is no raw one: retried raw, it would read as corrupt.
+  deflate: (bytes, options) =>
+    inflateAsync(bytes, options).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ERR_BUFFER_TOO_LARGE') throw error;
+      return inflateRawAsync(bytes, options);
+    }),
   br: promisify(brotliDecompress) as Decoder,
 };
 
