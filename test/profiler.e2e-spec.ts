@@ -1,5 +1,6 @@
 import { UseGuards } from '@nestjs/common';
 import { GatewayModule, MountGateway, RemoteUserGuard } from 'nest-gateway';
+import { request as httpRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { profiler } from 'nest-gateway';
@@ -203,6 +204,31 @@ describe('profiler middleware', () => {
     }
     for (const headers of <Record<string, string>[]>[{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }, { origin: `http://${host}` }, {}]) {
       expect({ headers, status: (await post(headers)).status }).toEqual({ headers, status: 303 });
+    }
+  });
+
+  it('Clear accepts its own origin when the Host names the default port or differs in case (a proxy\'s Host: $host:$server_port)', async () => {
+    /** fetch() would not send a Host of our choosing. */
+    const post = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(`${s.url}/app/__profile__/clear`, { method: 'POST', headers }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject).end();
+      });
+    for (const headers of <Record<string, string>[]>[
+      { host: 'gateway.example:80', origin: 'http://gateway.example' },
+      { host: 'gateway.example:443', origin: 'https://gateway.example' },
+      { host: 'Gateway.Example', origin: 'http://gateway.example' },
+    ]) {
+      expect({ headers, status: await post(headers) }).toEqual({ headers, status: 303 });
+    }
+    for (const headers of <Record<string, string>[]>[
+      { host: 'gateway.example:8080', origin: 'http://gateway.example' },
+      { host: 'gateway.example:80', origin: 'https://gateway.example' },
+    ]) {
+      expect({ headers, status: await post(headers) }).toEqual({ headers, status: 403 });
     }
   });
 

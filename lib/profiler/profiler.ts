@@ -153,7 +153,9 @@ function postedFromElsewhere(req: IncomingMessage): boolean {
   const origin = req.headers.origin;
   if (origin === undefined) return false;
   try {
-    return new URL(origin).host !== req.headers.host;
+    const { protocol, host } = new URL(origin);
+    // Read as a URL of the Origin's scheme, the Host drops a default port and its case as the Origin did.
+    return new URL(`${protocol}//${req.headers.host ?? ''}`).host !== host;
   } catch {
     return true; // 'null' (a sandboxed or file page) or garbage
   }
