@@ -275,6 +275,7 @@ const nextsStatusErrors: NodeListener = (req, _res, next) => {
   if (path === '/hidden') return next!(statusError(400, 'internal detail', { expose: false }));
   if (path === '/unavailable') return next!(statusError(503, SECRET_503));
   if (path === '/not-a-status') return next!(statusError(200, 'odd'));
+  if (path === '/status-and-code') return next!(statusError(200, 'Gone away', { statusCode: 410 }));
   if (path === '/plain-object') return next!({ status: 404, message: 'No such object', expose: true });
   throw statusError(409, 'Thrown conflict');
 };
@@ -527,6 +528,10 @@ describe('errors, timeouts and client disconnects', () => {
       expect(res.status).toBe(404);
       expect(res.body).toEqual({ statusCode: 404, message: 'No such object' });
       expect(errors).toEqual([]);
+    });
+    it('a status that is no error status leaves statusCode to say it, as under Express', async () => {
+      const { res } = await get('/status-errors/status-and-code');
+      expect(res.status).toBe(410);
     });
     it('a status that is not an error status is a plain 500', async () => {
       expect((await get('/status-errors/not-a-status')).res.status).toBe(500);

@@ -7,7 +7,7 @@
  * Every scenario runs through a mount (`@MountGateway`, which answers on the client's response
  * directly) and through `callApp` (which returns a GatewayResponse), unless it is about one.
  */
-import { All, Controller, Inject, Module, Req } from '@nestjs/common';
+import { All, Controller, Get, Inject, Module, Req } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 'nest-gateway';
 import { Hono } from 'hono';
@@ -17,6 +17,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { send, type Reply } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
@@ -193,6 +194,11 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
   '/empty'() {
     return new Response(null, { status: 204, headers: { 'x-empty': 'yes' } });
   },
+  // A fetch() result: undici has decoded the gzip body, yet keeps Content-Encoding (and the
+  // encoded Content-Length).
+  '/relay-gzip'() {
+    return fetch(gzipUpstream.url);
+  },
   // No body, yet a Content-Length: a keep-alive client would wait for the bytes, then read
   // the next response on the connection as them.
   '/length-no-body'() {
@@ -221,9 +227,18 @@ class FetchRewriteMount {}
 @MountGateway('hono', hono)
 class HonoMount {}
 
+/** An upstream that gzips its answer; started before the suite. */
+const gzipUpstream = { url: '', server: undefined as http.Server | undefined };
+const GZIPPED_TEXT = 'hello from a gzipping upstream';
+
 @Controller('c')
 class CallController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+  @Get('text-of/*path')
+  async textOf(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return { text: await (await this.gateway.callApp(app, req, pathInfo)).text() };
+  }
+
   @All('*path')
   call(@Req() req: unknown, @PathInfo() pathInfo: string) {
     return this.gateway.callApp(app, req, pathInfo);
@@ -248,12 +263,21 @@ function disconnectAfterFirstChunk(url: string, options: { method?: string; head
 describe('fetch apps', () => {
   let s: Started;
   beforeAll(async () => {
+    gzipUpstream.server = http.createServer((_req, res) => {
+      const body = gzipSync(GZIPPED_TEXT);
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((resolve) => gzipUpstream.server!.listen(0, '127.0.0.1', resolve));
+    gzipUpstream.url = `http://127.0.0.1:${(gzipUpstream.server.address() as AddressInfo).port}/`;
     s = await startNest({
       imports: [GatewayModule.forRoot()],
       controllers: [FetchMount, FetchRewriteMount, HonoMount, CallController],
     });
   });
-  afterAll(() => s.close());
+  afterAll(async () => {
+    await s.close();
+    gzipUpstream.server?.close();
+  });
 
   describe.each([
     ['mounted', '/m'],
@@ -282,6 +306,14 @@ describe('fetch apps', () => {
       expect(res.status).toBe(200);
       const body = Buffer.from(part + part);
       expect(JSON.parse(res.body.toString())).toEqual({ length: body.length, sha256: sha256(body) });
+    });
+
+    it('passes on a fetch() result as decoded: no Content-Encoding for a body undici already decoded', async () => {
+      const res = await send(`${s.url}${prefix}/relay-gzip`);
+      expect(res.status).toBe(200);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.body.toString()).toBe(GZIPPED_TEXT);
+      expect(res.headers['content-length'] ?? String(res.body.length)).toBe(String(res.body.length));
     });
 
     it('a response with no body but a Content-Length is broken off, not left for the client to wait on', async () => {
@@ -458,6 +490,10 @@ describe('fetch apps', () => {
       expect(res.body.toString()).toBe('late');
       await probe.seen('late-not-aborted');
     });
+  });
+
+  it("callApp: text() of a fetch() result is the decoded text", async () => {
+    expect((await send(`${s.url}/c/text-of/relay-gzip`)).json()).toEqual({ text: GZIPPED_TEXT });
   });
 
   it('copies immutable response headers (Response.redirect) before a rewrite changes them', async () => {

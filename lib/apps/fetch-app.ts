@@ -42,7 +42,7 @@ async function toGatewayResponse(response: Response, exchange: GatewayExchange):
   const body = await bodyOf(response, exchange);
   // A copy: the Response's own headers may be immutable (Response.redirect, fetch results).
   const headers = new Headers();
-  for (const [name, value] of response.headers) headers.append(name, value);
+  for (const [name, value] of headersOf(response)) headers.append(name, value);
   const complete = body ? concatChunksIfComplete(body) : undefined;
   return new GatewayResponse({
     status: response.status,
@@ -60,15 +60,16 @@ async function toGatewayResponse(response: Response, exchange: GatewayExchange):
 async function serveResponse(response: Response, exchange: GatewayExchange, res: ServerResponse): Promise<void> {
   const body = await bodyOf(response, exchange);
   const complete = body ? concatChunksIfComplete(body) : undefined;
-  if ((!body || complete) && canSendAtOnce(response.headers, complete, res)) {
-    setResponseHead(response, res);
+  const headers = headersOf(response);
+  if ((!body || complete) && canSendAtOnce(headers, complete, res)) {
+    setResponseHead({ status: response.status, statusText: response.statusText, headers }, res);
     res.end(complete);
     return;
   }
   const gatewayResponse = new GatewayResponse({
     status: response.status,
     statusText: response.statusText,
-    headers: response.headers,
+    headers,
     body: complete ?? (body ? readableFrom(body) : null),
   });
   await sendGatewayResponse(gatewayResponse, res).catch((error: NodeJS.ErrnoException) => {
@@ -77,6 +78,19 @@ async function serveResponse(response: Response, exchange: GatewayExchange, res:
       exchange.logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
     }
   });
+}
+
+/**
+ * The headers that describe the body as it will be read. A `fetch()` result (type other than
+ * 'default') has a body undici has already decoded, but keeps the upstream's Content-Encoding
+ * and encoded Content-Length: passed on, they would make the client decode it again.
+ */
+function headersOf(response: Response): Headers {
+  if (response.type === 'default' || !response.headers.has('content-encoding')) return response.headers;
+  const headers = new Headers(response.headers);
+  headers.delete('content-encoding');
+  headers.delete('content-length');
+  return headers;
 }
 
 /** The start of the body, or null for none (HEAD sends none whatever the app gave). */

@@ -94,7 +94,13 @@ export class CgiRun {
     this.groupEmpty = groupEmpty === true;
     this.onExited();
     if (!this.stopped) {
-      if (code !== 0) this.exchange.logger.warn(`${this.tag} exited with ${signal ? `signal ${signal}` : `code ${code}`}`);
+      if (code !== 0) {
+        // After the error output that came before the exit: when the script ended before its
+        // run began, that output is still waiting in the stream, which flows only from the
+        // next tick on.
+        const warning = `${this.tag} exited with ${signal ? `signal ${signal}` : `code ${code}`}`;
+        setImmediate(() => this.exchange.logger.warn(warning));
+      }
       // Output still open after the script exited: a child it forked holds it. Give the pipe a
       // moment to drain, then end the group so that the response can finish.
       if (!this.child.stdout.closed) {

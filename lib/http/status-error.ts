@@ -11,8 +11,12 @@ import { defaultStatusText } from './status-text.js';
 export function statusOf(error: unknown): number | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
-  const value = typeof status === 'number' ? status : statusCode;
-  return typeof value === 'number' && Number.isInteger(value) && value >= 400 && value <= 599 ? value : undefined;
+  // As Express's final handler: `status` when it is an error status, else `statusCode`.
+  return isErrorStatus(status) ? status : isErrorStatus(statusCode) ? statusCode : undefined;
+}
+
+function isErrorStatus(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 400 && value <= 599;
 }
 
 /** The HttpException for an error with an HTTP status (see `statusOf`); Error or not. */
