@@ -16,7 +16,7 @@ import { knownLength, toReadable } from './http/body-source.js';
 import { ClientExchange } from './http/client-exchange.js';
 import type { GatewayResponse } from './http/gateway-response.js';
 import { PathInfoError, splitPrefix, splitUrl } from './http/path-info.js';
-import { statusException, statusOf } from './http/status-error.js';
+import { applyErrorHeaders, statusException, statusOf } from './http/status-error.js';
 import { claimRequestBody, hasBody, isBodyUntouched, RequestBodyConsumedError } from './http/request-body.js';
 import type {
   CallOptions,
@@ -111,31 +111,41 @@ export class GatewayService implements OnApplicationBootstrap {
   ): Promise<GatewayResponse | typeof ALREADY_SENT> {
     if (isLateApp(app)) app = this.configuredApp(app);
     const timeout = options.timeout ?? this.options.timeout ?? 0;
-    return this.run(req, pathInfo, options, async (clientExchange) => {
-      let exchange: GatewayExchange = clientExchange;
-      if (options.middleware?.length) {
-        const passed = await runMiddleware(options.middleware, exchange, rawResponse(res), this.bodyReplayLimit);
-        if (!passed) return ALREADY_SENT;
-        exchange = passed;
+    // The mount answers for the app, as Express's final handler would: with the headers of an
+    // error that carries a status (a caller of callApp composes its own response instead).
+    return this.run(req, pathInfo, options, (exchange) => this.serveExchange(app, exchange, res, options, timeout), res);
+  }
+
+  private async serveExchange(
+    app: GatewayApp,
+    clientExchange: GatewayExchange,
+    res: unknown,
+    options: MountOptions & { name: string },
+    timeout: number,
+  ): Promise<GatewayResponse | typeof ALREADY_SENT> {
+    let exchange: GatewayExchange = clientExchange;
+    if (options.middleware?.length) {
+      const passed = await runMiddleware(options.middleware, exchange, rawResponse(res), this.bodyReplayLimit);
+      if (!passed) return ALREADY_SENT;
+      exchange = passed;
+    }
+    const upgrade = upgradeOf(exchange.req);
+    if (upgrade && app.upgrade) {
+      upgrade.claim();
+      try {
+        await app.upgrade(exchange, upgrade.socket, upgrade.head);
+      } catch (error) {
+        // The connection left Nest's response: the refusal is written on it directly.
+        refuseUpgrade(upgrade.socket, error instanceof HttpException ? error.getStatus() : (statusOf(error) ?? 500));
+        throw error;
       }
-      const upgrade = upgradeOf(exchange.req);
-      if (upgrade && app.upgrade) {
-        upgrade.claim();
-        try {
-          await app.upgrade(exchange, upgrade.socket, upgrade.head);
-        } catch (error) {
-          // The connection left Nest's response: the refusal is written on it directly.
-          refuseUpgrade(upgrade.socket, error instanceof HttpException ? error.getStatus() : (statusOf(error) ?? 500));
-          throw error;
-        }
-        return ALREADY_SENT;
-      }
-      if (app.serve && timeout <= 0 && !options.rewrite && exchange.bodyIsLive) {
-        await app.serve(exchange, rawResponse(res));
-        return ALREADY_SENT;
-      }
-      return this.callAndShape(app, exchange, options, timeout);
-    });
+      return ALREADY_SENT;
+    }
+    if (app.serve && timeout <= 0 && !options.rewrite && exchange.bodyIsLive) {
+      await app.serve(exchange, rawResponse(res));
+      return ALREADY_SENT;
+    }
+    return this.callAndShape(app, exchange, options, timeout);
   }
 
   /** The app the (async) options give for a mount declared by path only; built once. */
@@ -154,12 +164,16 @@ export class GatewayService implements OnApplicationBootstrap {
     return app;
   }
 
-  /** Runs one app call; a failure aborts the exchange and becomes an HTTP error, logged once. */
+  /**
+   * Runs one app call; a failure aborts the exchange and becomes an HTTP error, logged once.
+   * `answeredOn`: the response the failure is answered on, which gets the error's headers.
+   */
   private async run<T>(
     req: unknown,
     pathInfo: string,
     options: CallOptions,
     work: (exchange: GatewayExchange) => Promise<T>,
+    answeredOn?: unknown,
   ): Promise<T> {
     const exchange = this.createExchange(req, pathInfo, options);
     try {
@@ -167,6 +181,7 @@ export class GatewayService implements OnApplicationBootstrap {
     } catch (error) {
       const clientGone = exchange.signal.aborted;
       exchange.abort(error);
+      if (answeredOn !== undefined && statusOf(error) !== undefined) applyErrorHeaders(error, rawResponse(answeredOn));
       throw this.toHttpError(error, exchange.name, clientGone);
     }
   }

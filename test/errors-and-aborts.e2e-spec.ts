@@ -276,6 +276,8 @@ const nextsStatusErrors: NodeListener = (req, _res, next) => {
   if (path === '/unavailable') return next!(statusError(503, SECRET_503));
   if (path === '/not-a-status') return next!(statusError(200, 'odd'));
   if (path === '/status-and-code') return next!(statusError(200, 'Gone away', { statusCode: 410 }));
+  if (path === '/method') return next!(statusError(405, 'Method Not Allowed', { headers: { Allow: 'GET, HEAD' } }));
+  if (path === '/login') return next!(statusError(401, 'Unauthorized', { headers: { 'WWW-Authenticate': 'Basic realm="app"' } }));
   if (path === '/plain-object') return next!({ status: 404, message: 'No such object', expose: true });
   throw statusError(409, 'Thrown conflict');
 };
@@ -528,6 +530,14 @@ describe('errors, timeouts and client disconnects', () => {
       expect(res.status).toBe(404);
       expect(res.body).toEqual({ statusCode: 404, message: 'No such object' });
       expect(errors).toEqual([]);
+    });
+    it("sends the headers such an error carries (http-errors' headers: Allow, WWW-Authenticate)", async () => {
+      const method = await get('/status-errors/method');
+      expect(method.res.status).toBe(405);
+      expect(method.res.headers.allow).toBe('GET, HEAD');
+      const login = await get('/status-errors/login');
+      expect(login.res.status).toBe(401);
+      expect(login.res.headers['www-authenticate']).toBe('Basic realm="app"');
     });
     it('a status that is no error status leaves statusCode to say it, as under Express', async () => {
       const { res } = await get('/status-errors/status-and-code');

@@ -1,4 +1,5 @@
 import { HttpException } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import { defaultStatusText } from './status-text.js';
 
 /**
@@ -25,4 +26,22 @@ export function statusException(error: unknown, status: number): HttpException {
   const exposed = status < 500 && expose === true && typeof own === 'string' && own;
   const message = exposed || defaultStatusText(status) || 'Error';
   return new HttpException({ statusCode: status, message }, status, { cause: error });
+}
+
+/**
+ * Sets the headers an error with a status carries (http-errors' `headers`: `Allow` on a 405,
+ * `WWW-Authenticate` on a 401, `Retry-After`) on a response not yet sent, as Express's final
+ * handler does. Values that Node refuses are skipped.
+ */
+export function applyErrorHeaders(error: unknown, res: ServerResponse | undefined): void {
+  const headers = (error as { headers?: unknown } | null)?.headers;
+  if (!res || res.headersSent || typeof headers !== 'object' || headers === null) return;
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value !== 'string' && typeof value !== 'number' && !Array.isArray(value)) continue;
+    try {
+      res.setHeader(name, Array.isArray(value) ? value.map(String) : String(value));
+    } catch {
+      // an invalid name or value: the status still goes out
+    }
+  }
 }
