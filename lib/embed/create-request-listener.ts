@@ -42,7 +42,7 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
   const expressApp = handle as unknown as { get?(setting: string): unknown };
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
-    const prefix = mountPrefixOf(req, fixedPrefix, fixedPrefix === undefined && !req.baseUrl && trustsPeer(expressApp, req.socket?.remoteAddress));
+    const prefix = mountPrefixOf(req, fixedPrefix, () => trustsPeer(expressApp, req.socket?.remoteAddress));
     if (prefix) {
       const path = req.url ?? '/';
       // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;

@@ -8,11 +8,11 @@ const SAFE_PREFIX = /^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
 /**
  * The prefix a request was mounted under: the host's `req.baseUrl`, else `X-Forwarded-Prefix`
  * when the peer is a trusted proxy (a client could otherwise put its own prefix into the
- * redirects and cookie paths, and a shared cache would keep them for everyone).
+ * redirects and cookie paths, and a shared cache would keep them for everyone); the trust is
+ * asked only when the header is the one that counts.
  */
-export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed: string | undefined, trustsForwarding: boolean): string {
-  const forwarded = trustsForwarding ? String(req.headers['x-forwarded-prefix'] ?? '').split(',')[0].trim() : '';
-  const candidate = fixed ?? (req.baseUrl || forwarded);
+export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed: string | undefined, trustsForwarding: () => boolean): string {
+  const candidate = fixed ?? (req.baseUrl || (trustsForwarding() ? String(req.headers['x-forwarded-prefix'] ?? '').split(',')[0].trim() : ''));
   const prefix = candidate.replace(/\/+$/, '');
   return SAFE_PREFIX.test(prefix) ? prefix : '';
 }
