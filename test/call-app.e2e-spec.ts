@@ -15,6 +15,7 @@ import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib
 import request from 'supertest';
 import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
+import { waitFor } from './fixtures/waiting.js';
 
 /** A stand-in for Trac: a login page, cookies, and a Server header of its own. */
 function tracLike(req: IncomingMessage & { gatewayEnv?: Record<string, unknown> }, res: ServerResponse) {
@@ -54,6 +55,12 @@ function compressing(req: IncomingMessage, res: ServerResponse) {
   res.end(encoded);
 }
 
+/** Never answers; notes each response that closes. */
+const closedResponses: string[] = [];
+function neverAnswers(req: IncomingMessage, res: ServerResponse) {
+  res.on('close', () => closedResponses.push(req.url ?? ''));
+}
+
 @Controller()
 class FilterController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
@@ -91,6 +98,13 @@ class FilterController {
     const first = await this.gateway.callApp(echoListener, req, pathInfo);
     const second = await this.gateway.callApp(honoApp(), req, pathInfo);
     return { first: await first.json(), second: await second.text() };
+  }
+
+  /** A signal of the caller's: aborted after `ms`, or before the call when 0. */
+  @Get('caller-signal/:ms/*path')
+  callerSignal(@Req() req: { params: { ms: string } }, @PathInfo() pathInfo: string) {
+    const ms = Number(req.params.ms);
+    return this.gateway.callApp(neverAnswers, req, pathInfo, { signal: ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms) });
   }
 
   @Get('bad-suffix/*path')
@@ -223,6 +237,20 @@ describe('GatewayService.callApp', () => {
     expect(res.status).toBe(200);
     expect(res.body.first).toMatchObject({ url: '/hello/again?q=1', baseUrl: '/twice' });
     expect(res.body.second).toBe('Hello again');
+  });
+
+  it("ends the call when the caller's signal aborts: the app sees its response closed", async () => {
+    const started = Date.now();
+    const res = await request(s.url).get('/caller-signal/200/waiting');
+    expect(res.status).toBe(500);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await waitFor(() => closedResponses.includes('/waiting'), 2000, 'the app to see its response closed');
+  });
+
+  it("fails at once when the caller's signal is aborted already, and the app's response is closed", async () => {
+    const res = await request(s.url).get('/caller-signal/0/never');
+    expect(res.status).toBe(500);
+    await waitFor(() => closedResponses.includes('/never'), 2000, 'the app to see its response closed');
   });
 
   it('rejects a pathInfo that is not the tail of the request path with a 500', async () => {

@@ -852,12 +852,35 @@ class QueueMount {}
 @MountGateway('queue-default', cgiApp(QUEUE, { headersTimeout: 10_000, env: FIXTURE_ENV }))
 class DefaultQueueMount {}
 
+const lifecycleApp = cgiApp(LIFECYCLE, { killGrace: 200, env: FIXTURE_ENV });
+
+/** callApp with a signal of the caller's: aborted after `ms`, or before the call when 0. */
+@Controller('caller-signal')
+class CallerSignalController {
+  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  @All(':ms/*path')
+  call(@Req() req: { params: { ms: string } }, @PathInfo() pathInfo: string) {
+    const ms = Number(req.params.ms);
+    return this.gateway.callApp(lifecycleApp, req, pathInfo, { signal: ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms) });
+  }
+}
+
 describe('cgiApp: limits and process groups', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [HeadersTimeoutMount, IdleTimeoutMount, TotalTimeoutMount, LifecycleMount, DefaultGraceMount, QueueMount, DefaultQueueMount],
+      controllers: [
+        HeadersTimeoutMount,
+        IdleTimeoutMount,
+        TotalTimeoutMount,
+        LifecycleMount,
+        DefaultGraceMount,
+        QueueMount,
+        DefaultQueueMount,
+        CallerSignalController,
+      ],
     });
   });
   afterAll(() => s.close());
@@ -928,6 +951,23 @@ describe('cgiApp: limits and process groups', () => {
     expect(reply.complete).toBe(true);
     expect(Date.now() - started).toBeLessThan(1000);
     await expectGone(await pidsOf(id));
+  });
+
+  it("ends the group when the caller's signal aborts the call, and fails the call", async () => {
+    const id = newId('caller-abort');
+    const started = Date.now();
+    const reply = await within(send(`${s.url}/caller-signal/300/no-headers`, { headers: { 'x-test-id': id } }), 5000, 'the failed call');
+    expect(reply.status).toBe(500);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expectGone(await pidsOf(id));
+  });
+
+  it("does not start the script when the caller's signal is aborted already", async () => {
+    const id = newId('caller-aborted');
+    const reply = await send(`${s.url}/caller-signal/0/done`, { headers: { 'x-test-id': id } });
+    expect(reply.status).toBe(500);
+    await sleep(300);
+    expect(existsSync(join(WORK, `${id}.pids`))).toBe(false);
   });
 
   it('ends the group when the client goes away before the headers', async () => {

@@ -6,6 +6,7 @@ import { followLocalRedirect, type LocalRedirects } from '../cgi/local-redirect.
 import { sizedRequestBody } from '../cgi/sized-request-body.js';
 import { directSpawner, type CgiSpawner } from '../cgi/spawner.js';
 import { sharedSpawnHelpers } from '../cgi/spawn-helper-pool.js';
+import { abortWatchOf } from '../http/client-exchange.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -159,7 +160,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
 
   const run = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
     const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024);
-    const release = await limit.acquire(exchange.signal, limits.headersTimeout);
+    const release = await limit.acquire(abortWatchOf(exchange), limits.headersTimeout);
     let child;
     try {
       const env = {

@@ -9,6 +9,7 @@ import { FastcgiConnectionError, FastcgiRefusedError } from '../fastcgi/fastcgi-
 import { ProtocolStatus } from '../fastcgi/records.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { locateScript } from '../fastcgi/script-location.js';
+import { abortWatchOf } from '../http/client-exchange.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -147,7 +148,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     for (;;) {
       let lease;
       try {
-        lease = await pool.lease(exchange.signal, limits.headersTimeout);
+        lease = await pool.lease(abortWatchOf(exchange), limits.headersTimeout);
       } catch (error) {
         input.stream?.destroy();
         throw mapFailure(error, exchange, exchange.name);
@@ -173,7 +174,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
         // retiring after pm.max_requests): sent again on another, as for a proxied request.
         // Each such connection fails once and is gone, so this ends at a new one at the latest.
         const stale = error instanceof FastcgiConnectionError && reused && !request.answered;
-        if (stale && !exchange.signal.aborted && (!body || body.replayable)) continue;
+        if (stale && !abortWatchOf(exchange).aborted && (!body || body.replayable)) continue;
         throw mapFailure(error, exchange, tag);
       }
     }

@@ -2,6 +2,7 @@ import { NotFoundException } from '@nestjs/common';
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { captureResponseInto } from '../http/capture-response.js';
+import { abortWatchOf } from '../http/client-exchange.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -103,9 +104,7 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       inner.destroy();
       capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
     };
-    if (exchange.signal.aborted) abort();
-    else exchange.signal.addEventListener('abort', abort, { once: true });
-    capture.res.once('close', () => exchange.signal.removeEventListener('abort', abort));
+    capture.res.on('close', abortWatchOf(exchange).whenAborted(abort));
 
     const fail = (error: unknown) => {
       if (capture.res.headersSent) {

@@ -1,6 +1,7 @@
 import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
+import { abortWatchOf } from '../http/client-exchange.js';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { cgiBody, readCgiHead } from './cgi-output.js';
 import { CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
@@ -34,13 +35,14 @@ export async function respondFromOutput(
   outcome?: Promise<Error | undefined>,
 ): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
   const timers: NodeJS.Timeout[] = [];
+  let unwatch: () => void = () => undefined;
   let body: Readable | undefined;
   let stopped = false;
   const halt = (reason: string, error?: Error) => {
     if (stopped) return;
     stopped = true;
     for (const timer of timers) clearTimeout(timer);
-    exchange.signal.removeEventListener('abort', onAbort);
+    unwatch();
     if (error) failHead(error);
     body?.destroy(new Error(`${exchange.name}: ${reason}`));
     stop(reason);
@@ -49,7 +51,6 @@ export async function respondFromOutput(
     exchange.logger.warn(`${tag} ${reason}; stopping it`);
     halt(reason, new GatewayTimeoutException(`${exchange.name} ${reason}`));
   };
-  const onAbort = () => halt(`request aborted (${describe(exchange.signal.reason)})`, asError(exchange.signal.reason));
   let failHead: (error: Error) => void = () => undefined;
   const failed = new Promise<never>((_, reject) => (failHead = reject));
   failed.catch(() => undefined);
@@ -59,10 +60,9 @@ export async function respondFromOutput(
   output.on('error', () => undefined);
   output.once('close', () => {
     for (const timer of timers) clearTimeout(timer);
-    exchange.signal.removeEventListener('abort', onAbort);
+    unwatch();
   });
-  if (exchange.signal.aborted) onAbort();
-  else exchange.signal.addEventListener('abort', onAbort, { once: true });
+  unwatch = abortWatchOf(exchange).whenAborted((reason) => halt(`request aborted (${describe(reason)})`, asError(reason)));
   if (limits.totalTimeout > 0) timers.push(setTimeout(() => timeOut(`ran longer than ${limits.totalTimeout} ms`), limits.totalTimeout));
   const headTimer =
     limits.headersTimeout > 0
@@ -93,7 +93,7 @@ export async function respondFromOutput(
   if (complete && (await endedWell(outcome, failed, limits.endLookahead ?? 0))) {
     stopped = true;
     for (const timer of timers) clearTimeout(timer);
-    exchange.signal.removeEventListener('abort', onAbort);
+    unwatch();
     // Even empty: a Content-Length it does not meet must break the response off, as when streamed.
     const body = exchange.method === 'HEAD' ? null : rest;
     return { head, response: new GatewayResponse({ ...init, body }) };

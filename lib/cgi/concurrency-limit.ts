@@ -1,4 +1,5 @@
 import { ServiceUnavailableException } from '@nestjs/common';
+import type { AbortWatch } from '../http/abort-watch.js';
 
 interface Waiter {
   grant(): void;
@@ -6,7 +7,7 @@ interface Waiter {
 
 /**
  * At most `max` holders at a time; others wait in a bounded FIFO queue. A full queue, a wait
- * longer than `maxWait` or an aborted signal rejects. `acquire` resolves to an idempotent
+ * longer than `maxWait` or an abort rejects. `acquire` resolves to an idempotent
  * release function.
  */
 export class ConcurrencyLimit {
@@ -37,8 +38,8 @@ export class ConcurrencyLimit {
     return this.active;
   }
 
-  acquire(signal: AbortSignal, maxWait: number): Promise<() => void> {
-    if (signal.aborted) return Promise.reject(signal.reason);
+  acquire(abort: AbortWatch, maxWait: number): Promise<() => void> {
+    if (abort.aborted) return Promise.reject(abort.reason);
     if (this.active < this._max) {
       this.active++;
       return Promise.resolve(this.releaser());
@@ -48,15 +49,12 @@ export class ConcurrencyLimit {
     }
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let unwatch = (): void => undefined;
       const leave = () => {
         const index = this.queue.indexOf(waiter);
         if (index !== -1) this.queue.splice(index, 1);
         clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-      };
-      const onAbort = () => {
-        leave();
-        reject(signal.reason);
+        unwatch();
       };
       const waiter: Waiter = {
         grant: () => {
@@ -66,7 +64,10 @@ export class ConcurrencyLimit {
         },
       };
       this.queue.push(waiter);
-      signal.addEventListener('abort', onAbort, { once: true });
+      unwatch = abort.whenAborted((reason) => {
+        leave();
+        reject(reason);
+      });
       if (maxWait > 0) {
         timer = setTimeout(() => {
           leave();

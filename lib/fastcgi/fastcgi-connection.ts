@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import type { AbortWatch } from '../http/abort-watch.js';
 import {
   decodeEndRequest,
   encodeBeginRequest,
@@ -43,8 +44,8 @@ export function describeAddress(address: FastcgiAddress): string {
   return 'socketPath' in address ? `unix:${address.socketPath}` : `${address.host ?? '127.0.0.1'}:${address.port}`;
 }
 
-/** Opens a connection, failing after `timeout` ms or when `signal` aborts. */
-export function openConnection(address: FastcgiAddress, timeout: number, signal: AbortSignal): Promise<FastcgiConnection> {
+/** Opens a connection, failing after `timeout` ms or on an abort. */
+export function openConnection(address: FastcgiAddress, timeout: number, abort: AbortWatch): Promise<FastcgiConnection> {
   return new Promise((resolve, reject) => {
     const socket =
       'socketPath' in address ? connect(address.socketPath) : connect(address.port, address.host ?? '127.0.0.1');
@@ -55,18 +56,18 @@ export function openConnection(address: FastcgiAddress, timeout: number, signal:
     };
     const onError = (error: Error) =>
       fail(new FastcgiConnectionError(`cannot connect to ${describeAddress(address)}: ${error.message}`, { cause: error }));
-    const onAbort = () => fail(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
     const timer =
       timeout > 0
         ? setTimeout(() => fail(new FastcgiConnectionError(`no connection to ${describeAddress(address)} within ${timeout} ms`)), timeout)
         : undefined;
+    let unwatch = (): void => undefined;
     const cleanup = () => {
       clearTimeout(timer);
       socket.off('error', onError);
-      signal.removeEventListener('abort', onAbort);
+      unwatch();
     };
     socket.once('error', onError);
-    signal.addEventListener('abort', onAbort, { once: true });
+    unwatch = abort.whenAborted((reason) => fail(reason instanceof Error ? reason : new Error(String(reason))));
     socket.once('connect', () => {
       cleanup();
       socket.setNoDelay(true);

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { ConcurrencyLimit } from '../cgi/concurrency-limit.js';
 import { LeastLoadedBalancer } from '../http/balancer.js';
+import type { AbortWatch } from '../http/abort-watch.js';
 import {
   describeAddress,
   FastcgiConnectionError,
@@ -71,11 +72,11 @@ class FastcgiBackend {
     return this.limit.max;
   }
 
-  async lease(signal: AbortSignal, maxWait: number): Promise<FastcgiLease> {
+  async lease(abort: AbortWatch, maxWait: number): Promise<FastcgiLease> {
     this.maybeRegrow();
-    const release = await this.limit.acquire(signal, maxWait);
+    const release = await this.limit.acquire(abort, maxWait);
     try {
-      const connection = this.takeIdle() ?? (await this.connectOrTakeFreed(signal));
+      const connection = this.takeIdle() ?? (await this.connectOrTakeFreed(abort));
       connection.onFree = (free) => this.onFree(free);
       return { connection, release };
     } catch (error) {
@@ -91,11 +92,11 @@ class FastcgiBackend {
     }
   }
 
-  private async connectOrTakeFreed(signal: AbortSignal): Promise<FastcgiConnection> {
+  private async connectOrTakeFreed(abort: AbortWatch): Promise<FastcgiConnection> {
     this.connecting++;
     let connection: FastcgiConnection;
     try {
-      connection = await openConnection(this.address, this.settings.connectTimeout, signal);
+      connection = await openConnection(this.address, this.settings.connectTimeout, abort);
     } finally {
       this.connecting--;
     }
@@ -204,16 +205,16 @@ export class FastcgiPool {
     this.balancer = new LeastLoadedBalancer(this.backends, (backend) => backend.load);
   }
 
-  async lease(signal: AbortSignal, maxWait: number): Promise<FastcgiLease> {
+  async lease(abort: AbortWatch, maxWait: number): Promise<FastcgiLease> {
     const tried = new Set<FastcgiBackend>();
     let lastError: unknown;
     while (tried.size < this.backends.length) {
       const backend = this.balancer.pick(tried)!;
       tried.add(backend);
       try {
-        return await backend.lease(signal, maxWait);
+        return await backend.lease(abort, maxWait);
       } catch (error) {
-        if (!(error instanceof FastcgiConnectionError) || signal.aborted) throw error;
+        if (!(error instanceof FastcgiConnectionError) || abort.aborted) throw error;
         backend.downUntil = Date.now() + 5000;
         lastError = error;
       }

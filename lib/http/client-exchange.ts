@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
+import { type AbortWatch, ExchangeAbort, signalWatch } from './abort-watch.js';
 
 /** What an exchange is made of, apart from its signal. */
 export type ExchangeInit = Omit<GatewayExchange, 'signal' | 'body'> & {
@@ -26,9 +27,9 @@ const LAZY_SIGNAL: PropertyDescriptor = {
 
 /**
  * One client request as gateway apps see it. Its AbortController, and the listener that
- * aborts it when the client goes away, are made only when something asks for `signal`: a
- * mounted Node or fetch app that answers on the client's own response never does, and
- * every request would otherwise pay for both.
+ * aborts it when the client goes away, are made only when something asks for them: a
+ * mounted Node or fetch app that answers on the client's own response never does, the
+ * gateway's own apps use the cheaper `abortWatch`, and every request would otherwise pay.
  */
 export class ClientExchange implements GatewayExchange {
   /** Aborts when the client goes away, the caller's signal aborts, or the call is abandoned. */
@@ -51,8 +52,7 @@ export class ClientExchange implements GatewayExchange {
   readonly bodyIsLive: boolean;
   /** Takes the request body: a stream, or null when there is none. Throws if it is gone. */
   readonly body: () => Readable | null;
-  readonly #callerSignal: AbortSignal | undefined;
-  #controller: AbortController | undefined;
+  readonly #abort: ExchangeAbort;
 
   constructor(init: ExchangeInit) {
     this.req = init.req;
@@ -72,36 +72,30 @@ export class ClientExchange implements GatewayExchange {
     this.logger = init.logger;
     this.bodyIsLive = init.bodyIsLive;
     this.body = init.takeBody;
-    this.#callerSignal = init.callerSignal;
+    this.#abort = new ExchangeAbort((init.req as IncomingMessage & { res?: ServerResponse }).res, init.callerSignal);
     Object.defineProperty(this, 'signal', LAZY_SIGNAL);
   }
 
   /** The signal, watching the client and the caller from now on. */
   watchedSignal(): AbortSignal {
-    return (this.#controller ??= this.#watch()).signal;
+    return this.#abort.signal();
+  }
+
+  /** The abort state without the signal's cost (see `abortWatchOf`). */
+  get abortWatch(): AbortWatch {
+    return this.#abort;
   }
 
   /** Abandons the call (a timeout, a failure): apps watching the signal stop. */
   abort(reason: unknown): void {
-    (this.#controller ??= new AbortController()).abort(reason);
-  }
-
-  #watch(): AbortController {
-    const controller = new AbortController();
-    const res = (this.req as IncomingMessage & { res?: ServerResponse }).res;
-    if (res) {
-      // Left on until the response closes, also after an abort (aborting twice is a no-op):
-      // an 'abort' listener to take it off would cost more than it saves.
-      if (res.closed) clientGone(controller, res);
-      else res.once('close', () => clientGone(controller, res));
-    }
-    const caller = this.#callerSignal;
-    if (caller?.aborted) controller.abort(caller.reason);
-    else caller?.addEventListener('abort', () => controller.abort(caller.reason), { once: true });
-    return controller;
+    this.#abort.abort(reason);
   }
 }
 
-function clientGone(controller: AbortController, res: ServerResponse): void {
-  if (!res.writableFinished) controller.abort(new Error('Client disconnected'));
+/**
+ * What the gateway's own apps wait on to hear of an abort. An exchange an app derived with
+ * `{ ...exchange, pathInfo }` is watched through its signal.
+ */
+export function abortWatchOf(exchange: GatewayExchange): AbortWatch {
+  return exchange instanceof ClientExchange ? exchange.abortWatch : signalWatch(exchange.signal);
 }
