@@ -21,7 +21,8 @@ const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => exists
 
 /**
  * name → [server file, path]; `fpm` servers get the php-fpm socket and document root, `cgi` the
- * scripts (the scripts and the spawn helpers are not counted: only the Node process is).
+ * scripts, `upstream` the URL of a Node upstream (the scripts, the spawn helpers and the
+ * upstream are not counted: only the gateway's Node process is).
  */
 const SERVERS = {
   express: ['express-mount.mjs', '/x/hello'],
@@ -34,6 +35,7 @@ const SERVERS = {
   native: ['nest-native.mjs', '/n/hello.php'],
   fastcgi: ['nest-fastcgi.mjs', '/f/hello.php', 'fpm'],
   cgi: ['nest-cgi.mjs', '/c/hello.cgi', 'cgi'],
+  proxy: ['nest-proxy.mjs', '/p/hello', 'upstream'],
 };
 
 const args = process.argv.slice(2);
@@ -71,12 +73,31 @@ async function startPhpFpm() {
   return { socketPath, stop: () => (child.kill(), rmSync(dir, { recursive: true, force: true })) };
 }
 
+/** The proxy rows' Node upstream, in a process of its own. */
+async function startUpstream() {
+  const child = spawn(process.execPath, [join(root, 'bench/servers/upstream.mjs')], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let text = '';
+  for await (const chunk of child.stdout) {
+    text += chunk;
+    if (text.includes('\n')) break;
+  }
+  const { port } = JSON.parse(text.split('\n')[0]);
+  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill() };
+}
+
 async function count(name, fpm) {
   const [file, path, needs] = SERVERS[name];
   const out = mkdtempSync(join(tmpdir(), 'bench-callgrind-'));
   const fixtures = join(root, 'bench/fixtures');
+  const upstream = needs === 'upstream' ? await startUpstream() : undefined;
   const serverArgs =
-    needs === 'fpm' ? [fpm.socketPath, fixtures] : needs === 'cgi' ? [join(fixtures, 'hello.cgi'), join(fixtures, 'stream.cgi')] : [];
+    needs === 'fpm'
+      ? [fpm.socketPath, fixtures]
+      : needs === 'cgi'
+        ? [join(fixtures, 'hello.cgi'), join(fixtures, 'stream.cgi')]
+        : upstream
+          ? [upstream.url]
+          : [];
   const child = spawn(
     'valgrind',
     ['--tool=callgrind', `--callgrind-out-file=${out}/cg.%p`, '--instr-atstart=no', '--smc-check=all-non-file', 'node', join(root, 'bench/servers', file), ...serverArgs],
@@ -105,6 +126,7 @@ async function count(name, fpm) {
     return total / requests;
   } finally {
     child.kill();
+    upstream?.stop();
     rmSync(out, { recursive: true, force: true });
   }
 }

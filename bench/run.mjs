@@ -19,7 +19,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const QUICK = process.argv.includes('--quick');
 const CFG = QUICK
-  ? { rounds: 1, duration: 3, warmup: 1, connections: 32, streamMiB: 256, streamRounds: 1, floodSeconds: 3, slowClients: 500, slowSpreadMs: 1000 }
+  ? { rounds: 1, duration: 2, warmup: 1, connections: 32, streamMiB: 128, streamRounds: 1, floodSeconds: 2, slowClients: 500, slowSpreadMs: 1000 }
   : { rounds: 3, duration: 8, warmup: 3, connections: 32, streamMiB: 1024, streamRounds: 3, floodSeconds: 5, slowClients: 500, slowSpreadMs: 2000 };
 const WRK = '/usr/bin/wrk';
 const NGINX = ['/usr/sbin/nginx'].find((p) => existsSync(p));
@@ -331,9 +331,12 @@ async function main() {
   // Peers and servers, all started up front (idle servers cost no CPU).
   const upstream = await startServer('upstream', 'upstream.mjs');
   const fpm = await startPhpFpm();
+  // nginx gets php-fpm workers of its own: a FastCGI connection that is kept alive holds its
+  // worker, so the gateway's idle pool would otherwise keep nginx waiting (and the other way).
+  const nginxFpm = fpm && NGINX ? await startPhpFpm() : null;
   const streamScript = join(here, 'fixtures/stream.cgi');
   const apache = await startApache([cgiScript, streamScript]);
-  const nginx = await startNginx({ upstream, fpm, cgiScript, docRoot });
+  const nginx = await startNginx({ upstream, fpm: nginxFpm, cgiScript, docRoot });
   const S = {
     mount: await startServer('nest-mount', 'nest-mount.mjs'),
     express: await startServer('express-mount', 'express-mount.mjs'),
@@ -381,7 +384,7 @@ async function main() {
       ? {
           fastcgi: { label: '`fastcgiApp` to php-fpm (4 static workers)', url: `${S.fastcgi.base}/f/hello.php`, who: S.fastcgi },
           native: { label: 'Nest native controller, same text', url: `${S.native.base}/n/hello.php`, who: S.native },
-          ...(nginx ? { nginxFpm: { label: 'nginx + the same php-fpm', url: `${nginx.base}/f/hello.php`, who: nginx } } : {}),
+          ...(nginx ? { nginxFpm: { label: 'nginx + php-fpm (the same, 4 workers of its own)', url: `${nginx.base}/f/hello.php`, who: nginx } } : {}),
         }
       : {}),
   };

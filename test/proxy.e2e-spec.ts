@@ -1036,9 +1036,18 @@ describe('upstream failures', () => {
     class BrokenMount {}
     @MountGateway('endless', streaming)
     class EndlessMount {}
+    /** callApp with a signal of the caller's, aborted after 300 ms. */
+    @Controller('caller-signal')
+    class CallerSignalController {
+      constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+      @All('*path')
+      call(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        return this.gateway.callApp(patient, req, pathInfo, { signal: AbortSignal.timeout(300) });
+      }
+    }
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [DownMount, MissingMount, SlowMount, BrokenMount, EndlessMount, PatientMount, LimitedMount, EarlyMount],
+      controllers: [DownMount, MissingMount, SlowMount, BrokenMount, EndlessMount, PatientMount, LimitedMount, EarlyMount, CallerSignalController],
     });
   });
 
@@ -1085,6 +1094,14 @@ describe('upstream failures', () => {
     abort.abort();
     await within(closed, 5000, 'the upstream request to close');
     await waitFor(async () => (await stall.connections()) === 0, 3000, 'no connection left at the upstream');
+  });
+
+  it("aborts the upstream request when the caller's signal aborts the call", async () => {
+    const before = stalled.length;
+    const res = await within(request(s.url).get('/caller-signal/x').then((r) => r), 5000, 'the failed call');
+    expect(res.status).toBe(500);
+    expect(stalled.length).toBe(before + 1);
+    await waitFor(() => stalled[before].closed, 3000, 'the upstream request to close');
   });
 
   it('answers 504 on a mount timeout and aborts the upstream request', async () => {

@@ -4,6 +4,8 @@ import type { Dispatcher } from 'undici';
 import type { GatewayExchange } from './gateway-app.js';
 import { brand, type GatewayApp } from './gateway-app.js';
 import { GatewayResponse } from '../http/gateway-response.js';
+import { AbortEmitter } from '../http/abort-watch.js';
+import { abortWatchOf } from '../http/client-exchange.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
@@ -83,13 +85,13 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       xForwarded: options.xForwarded ?? true,
       trustsProxy: clientView(exchange.req).trustsProxy,
     });
-  const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null) =>
+  const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null, abort: AbortEmitter) =>
     upstream.pool.request({
       path: pathOf(upstream, exchange),
       method: exchange.method as Dispatcher.HttpMethod,
       headers: headersFor(upstream, exchange),
       body,
-      signal: exchange.signal,
+      signal: abort,
       headersTimeout: options.headersTimeout ?? 30_000,
       bodyTimeout: options.bodyTimeout ?? 60_000,
       responseHeaders: 'raw',
@@ -101,16 +103,17 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     const source = hasBody ? exchange.body() : null;
     const body = source ? new RetryableBody(source) : null;
     const tried = new Set<Upstream>();
+    const abort = new AbortEmitter(abortWatchOf(exchange));
     let resent = false;
     for (;;) {
       const upstream = balancer.pick(tried)!;
       tried.add(upstream);
       try {
-        const response = await send(upstream, exchange, body?.view() ?? null);
+        const response = await send(upstream, exchange, body?.view() ?? null, abort);
         return toGatewayResponse(response, exchange);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
-        if (exchange.signal.aborted) throw error;
+        if (abort.aborted) throw error;
         // A pooled connection the upstream had already closed (uWSGI's --http-socket does so
         // without saying): the request is sent once more, as browsers do, when the upstream
         // sent nothing back and the whole body can be sent again (bodiless, or a small one).
