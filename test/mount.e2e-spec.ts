@@ -18,7 +18,7 @@ import {
   UsePipes,
   HttpException,
 } from '@nestjs/common';
-import type { Response } from 'express';
+import express, { type Response } from 'express';
 import { GatewayModule, MountGateway } from 'nest-gateway';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tap } from 'rxjs';
@@ -248,43 +248,59 @@ describe('the caller request after a mounted app', () => {
   @MountGateway('through', fallThrough)
   class ThroughMount {}
 
+  /** An Express app whose request and response prototypes carry helpers of their own. */
+  const extended = express();
+  Object.assign(extended.request, { tenant: () => 'extended' });
+  Object.assign(extended.response, { brand: () => 'extended' });
+  extended.get('/who', (req, res) => {
+    res.json({ tenant: (req as unknown as { tenant(): string }).tenant(), ip: req.ip });
+  });
+  @MountGateway('extended', extended)
+  class ExtendedMount {}
+
+  /** What Nest's request and response give: read before the app, and on 'finish' after it. */
+  const view = (req: Record<string, unknown> & { get(name: string): unknown }, res: Record<string, unknown>) => ({
+    url: req.url,
+    baseUrl: req.baseUrl,
+    reqApp: req.app,
+    resApp: res.app,
+    ip: req.ip,
+    protocol: req.protocol,
+    secure: req.secure,
+    host: req.get('host'),
+    tenant: typeof req.tenant,
+    brand: typeof res.brand,
+  });
+
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount] }, (app) => {
-      app.use((req: Record<string, unknown>, res: ServerResponse, next: () => void) => {
-        const before = {
-          url: req.url,
-          baseUrl: req.baseUrl,
-          reqProto: Object.getPrototypeOf(req),
-          resProto: Object.getPrototypeOf(res),
-        };
-        res.on('finish', () => {
-          seen.push({
-            before,
-            after: {
-              url: req.url,
-              baseUrl: req.baseUrl,
-              reqProto: Object.getPrototypeOf(req),
-              resProto: Object.getPrototypeOf(res),
-            },
-          });
-        });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount] }, (app) => {
+      // Nest trusts its proxy; the mounted apps do not (Express's default).
+      (app.getHttpAdapter().getInstance() as express.Express).set('trust proxy', true);
+      app.use((req: Record<string, unknown> & { get(name: string): unknown }, res: ServerResponse & Record<string, unknown>, next: () => void) => {
+        const before = view(req, res);
+        res.on('finish', () => seen.push({ before, after: view(req, res) }));
         next();
       });
     });
   });
   afterAll(() => s.close());
 
-  it('is restored when the app is done, whether it answered or fell through', async () => {
+  it("gives Nest's code after the app Nest's request and response back, whether the app answered or fell through", async () => {
     seen.length = 0;
-    await request(s.url).get('/express/query?a=1');
-    await request(s.url).get('/through/x');
-    await request(s.url).get('/express/redirect');
-    expect(seen).toHaveLength(3);
+    const forwarded = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' };
+    await request(s.url).get('/express/query?a=1').set(forwarded);
+    await request(s.url).get('/through/x').set(forwarded);
+    await request(s.url).get('/express/redirect').set(forwarded);
+    const who = await request(s.url).get('/extended/who').set(forwarded);
+    // The app itself saw its own request: its helpers, its own (untrusting) proxy setting.
+    expect(who.body.tenant).toBe('extended');
+    expect(who.body.ip).not.toBe('203.0.113.9');
+    expect(seen).toHaveLength(4);
     for (const { before, after } of seen as Array<{ before: Record<string, unknown>; after: Record<string, unknown> }>) {
-      expect(after.url).toBe(before.url);
-      expect(after.baseUrl).toBe(before.baseUrl);
-      expect(after.reqProto).toBe(before.reqProto);
-      expect(after.resProto).toBe(before.resProto);
+      expect(after).toEqual(before);
+      expect(after.reqApp).toBe(before.reqApp);
+      expect(after.resApp).toBe(before.resApp);
+      expect(after).toMatchObject({ ip: '203.0.113.9', protocol: 'https', secure: true, tenant: 'undefined', brand: 'undefined' });
     }
   });
 });
