@@ -107,6 +107,22 @@ class FilterController {
     return this.gateway.callApp(neverAnswers, req, pathInfo, { signal: ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms) });
   }
 
+  /** An app with validators; `?replace` sets a new body, otherwise only a header changes. */
+  @Get('etag/*path')
+  async etag(@Req() req: { query: Record<string, string> }, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(
+      (inner: IncomingMessage, res: ServerResponse) => {
+        res.setHeader('etag', inner.url?.startsWith('/weak') ? 'W/"v2"' : '"v1"');
+        res.end('original');
+      },
+      req,
+      pathInfo,
+    );
+    response.headers.set('x-filtered', '1');
+    if ('replace' in req.query) response.body = 'replaced';
+    return response;
+  }
+
   @Get('bad-suffix/*path')
   badSuffix(@Req() req: unknown) {
     return this.gateway.callApp(echoListener, req, '/not/the/tail');
@@ -251,6 +267,16 @@ describe('GatewayService.callApp', () => {
     const res = await request(s.url).get('/caller-signal/0/never');
     expect(res.status).toBe(500);
     await waitFor(() => closedResponses.includes('/never'), 2000, 'the app to see its response closed');
+  });
+
+  it("weakens the app's strong ETag when the body is replaced, and keeps it otherwise", async () => {
+    const replaced = await request(s.url).get('/etag/strong?replace');
+    expect(replaced.text).toBe('replaced');
+    expect(replaced.headers.etag).toBe('W/"v1"');
+    expect((await request(s.url).get('/etag/weak?replace')).headers.etag).toBe('W/"v2"');
+    const kept = await request(s.url).get('/etag/strong');
+    expect(kept.text).toBe('original');
+    expect(kept.headers.etag).toBe('"v1"');
   });
 
   it('rejects a pathInfo that is not the tail of the request path with a 500', async () => {

@@ -85,13 +85,16 @@ export class GatewayResponse {
    * Replaces the body. The old body is discarded (the app sees its response closed) and
    * Content-Length is set to the new length when it is known, removed otherwise. The new body
    * is sent as given: the app's Content-Encoding is removed (set it again for bytes you
-   * encoded yourself).
+   * encoded yourself). A strong ETag of the app's becomes weak (`W/"…"`), as nginx's filters
+   * do: it named the app's bytes, not these, yet still serves conditional requests.
    */
   set body(body: BodyInit) {
     const previous = this._body;
     this._body = toReadable(body);
     if (previous && previous !== this._body) previous.destroy();
     this._headers.delete('content-encoding');
+    const etag = this._headers.get('etag');
+    if (etag !== null && !etag.startsWith('W/')) this._headers.set('etag', `W/${etag}`);
     const length = knownLength(body);
     if (length === undefined) this._headers.delete('content-length');
     else this._headers.set('content-length', String(length));
