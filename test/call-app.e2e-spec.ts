@@ -10,6 +10,7 @@ import {
   PathInfo,
   fetchApp,
 } from 'nest-gateway';
+import { getEventListeners } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
@@ -55,6 +56,8 @@ function compressing(req: IncomingMessage, res: ServerResponse) {
   res.end(encoded);
 }
 
+const shutdown = new AbortController();
+
 /** Never answers; notes each response that closes. */
 const closedResponses: string[] = [];
 function neverAnswers(req: IncomingMessage, res: ServerResponse) {
@@ -98,6 +101,12 @@ class FilterController {
     const first = await this.gateway.callApp(echoListener, req, pathInfo);
     const second = await this.gateway.callApp(honoApp(), req, pathInfo);
     return { first: await first.json(), second: await second.text() };
+  }
+
+  /** One signal for every call, as an app-wide shutdown signal would be. */
+  @Get('shared-signal/*path')
+  sharedSignal(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(echoListener, req, pathInfo, { signal: shutdown.signal });
   }
 
   /** A signal of the caller's: aborted after `ms`, or before the call when 0. */
@@ -253,6 +262,11 @@ describe('GatewayService.callApp', () => {
     expect(res.status).toBe(200);
     expect(res.body.first).toMatchObject({ url: '/hello/again?q=1', baseUrl: '/twice' });
     expect(res.body.second).toBe('Hello again');
+  });
+
+  it("leaves nothing on a caller's long-lived signal once each call's response is done", async () => {
+    for (let i = 0; i < 20; i++) expect((await request(s.url).get(`/shared-signal/${i}`)).status).toBe(200);
+    await waitFor(() => getEventListeners(shutdown.signal, 'abort').length === 0, 2000, 'no abort listener left on the shared signal');
   });
 
   it("ends the call when the caller's signal aborts: the app sees its response closed", async () => {

@@ -76,15 +76,26 @@ export class ExchangeAbort implements AbortWatch {
     if (this.#watching) return;
     this.#watching = true;
     const res = this.res;
-    if (res) {
-      // `on`, not `once`: 'close' comes once, and `once` binds a wrapper. Left on after an
-      // abort too: taking it off would cost more.
-      if (res.closed) this.#clientGone(res);
-      else res.on('close', () => this.#clientGone(res));
+    if (res?.closed) {
+      this.#clientGone(res);
+      return;
     }
     const caller = this.callerSignal;
+    let unwatchCaller: (() => void) | undefined;
     if (caller?.aborted) this.abort(caller.reason);
-    else caller?.addEventListener('abort', () => this.abort(caller.reason), { once: true });
+    else if (caller) {
+      const onAbort = () => this.abort(caller.reason);
+      caller.addEventListener('abort', onAbort, { once: true });
+      // The caller's signal may outlive many calls (an app-wide shutdown signal): each
+      // call's listener, which holds its request, goes when the call's response closes.
+      unwatchCaller = () => caller.removeEventListener('abort', onAbort);
+    }
+    // `on`, not `once`: 'close' comes once, and `once` binds a wrapper. Left on after an
+    // abort too: taking it off would cost more.
+    res?.on('close', () => {
+      unwatchCaller?.();
+      this.#clientGone(res);
+    });
   }
 
   #clientGone(res: ServerResponse): void {
