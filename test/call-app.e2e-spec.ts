@@ -60,6 +60,8 @@ const shutdown = new AbortController();
 
 /** Never answers; notes each response that closes. */
 const closedResponses: string[] = [];
+/** How each background call ended, by path. */
+const backgroundOutcomes = new Map<string, string>();
 function neverAnswers(req: IncomingMessage, res: ServerResponse) {
   res.on('close', () => closedResponses.push(req.url ?? ''));
 }
@@ -114,6 +116,27 @@ class FilterController {
   callerSignal(@Req() req: { params: { ms: string } }, @PathInfo() pathInfo: string) {
     const ms = Number(req.params.ms);
     return this.gateway.callApp(neverAnswers, req, pathInfo, { signal: ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms) });
+  }
+
+  /**
+   * Answers the client itself, then calls on in the background with a signal of its own:
+   * aborted before the call when `ms` is 0, else after `ms`; the call starts before the
+   * answer with `?early`, after it has closed otherwise.
+   */
+  @Get('background/:ms/*path')
+  async background(@Req() req: { params: { ms: string }; query: Record<string, string> }, @Res() res: Response, @PathInfo() pathInfo: string) {
+    const ms = Number(req.params.ms);
+    const signal = ms === 0 ? AbortSignal.abort() : AbortSignal.timeout(ms);
+    const call = () => this.gateway.callApp(neverAnswers, req, pathInfo, { signal });
+    const early = 'early' in req.query ? call() : undefined;
+    early?.catch(() => undefined);
+    res.end('accepted');
+    await new Promise((resolve) => res.once('close', resolve));
+    const outcome = await (early ?? call()).then(
+      () => 'answered',
+      (error: Error) => `failed: ${error.message}`,
+    );
+    backgroundOutcomes.set(pathInfo, outcome);
   }
 
   /** An app with validators; `?replace` sets a new body, otherwise only a header changes. */
@@ -281,6 +304,20 @@ describe('GatewayService.callApp', () => {
     const res = await request(s.url).get('/caller-signal/0/never');
     expect(res.status).toBe(500);
     await waitFor(() => closedResponses.includes('/never'), 2000, 'the app to see its response closed');
+  });
+
+  it("ends a call made after the client's response when the caller's signal is aborted already", async () => {
+    expect((await request(s.url).get('/background/0/after')).text).toBe('accepted');
+    await waitFor(() => backgroundOutcomes.has('/after'), 2000, 'the background call to fail');
+    expect(backgroundOutcomes.get('/after')).toMatch(/^failed/);
+    await waitFor(() => closedResponses.includes('/after'), 2000, 'the app to see its response closed');
+  });
+
+  it("ends a call that outlives the client's response when the caller's signal aborts", async () => {
+    expect((await request(s.url).get('/background/300/outlives?early')).text).toBe('accepted');
+    await waitFor(() => backgroundOutcomes.has('/outlives'), 3000, 'the background call to fail');
+    expect(backgroundOutcomes.get('/outlives')).toMatch(/^failed/);
+    await waitFor(() => closedResponses.includes('/outlives?early'), 2000, 'the app to see its response closed');
   });
 
   it("weakens the app's strong ETag when the body is replaced, and keeps it otherwise", async () => {

@@ -11,7 +11,7 @@
 import { All, Controller, Inject, Req } from '@nestjs/common';
 import { GatewayModule, GatewayService, MountGateway, PathInfo, proxyApp } from 'nest-gateway';
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http, { type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -957,10 +957,13 @@ describe('streaming through the proxy', () => {
 // Failures
 // ---------------------------------------------------------------------------------------------
 
+const shutdown = new AbortController();
+
 describe('upstream failures', () => {
   let deadPort: number;
   let dir: string;
   let stall: NodeUpstream;
+  let answering: NodeUpstream;
   let breaking: NodeUpstream;
   let endless: NodeUpstream;
   let rude: net.Server;
@@ -974,6 +977,7 @@ describe('upstream failures', () => {
   beforeAll(async () => {
     deadPort = await freePort();
     dir = await mkdtemp(join(tmpdir(), 'nest-gateway-proxy-fail-'));
+    answering = await nodeUpstream((_req, res) => res.end('answered'));
     stall = await nodeUpstream((req) => {
       stalled.push(req); // never answers
     });
@@ -1019,7 +1023,8 @@ describe('upstream failures', () => {
     const slow = proxyApp(stall.url, { headersTimeout: 300 });
     const broken = proxyApp(breaking.url);
     const streaming = proxyApp(endless.url);
-    proxies = [down, missingSocket, slow, broken, streaming, patient, rejecting];
+    const answers = proxyApp(answering.url);
+    proxies = [down, missingSocket, slow, broken, streaming, patient, rejecting, answers];
     @MountGateway('early', rejecting)
     class EarlyMount {}
     @MountGateway('patient', patient)
@@ -1040,6 +1045,11 @@ describe('upstream failures', () => {
     @Controller('caller-signal')
     class CallerSignalController {
       constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+      /** One signal for every call, as an app-wide shutdown signal would be. */
+      @All('shared/*path')
+      shared(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        return this.gateway.callApp(answers, req, pathInfo, { signal: shutdown.signal });
+      }
       @All('*path')
       call(@Req() req: unknown, @PathInfo() pathInfo: string) {
         return this.gateway.callApp(patient, req, pathInfo, { signal: AbortSignal.timeout(300) });
@@ -1054,7 +1064,7 @@ describe('upstream failures', () => {
   afterAll(async () => {
     await s?.close();
     await Promise.all(proxies.map((p) => p.close()));
-    await Promise.all([stall, breaking, endless].map((u) => u?.close()));
+    await Promise.all([stall, answering, breaking, endless].map((u) => u?.close()));
     await new Promise((resolve) => rude?.close(resolve));
     await rm(dir, { recursive: true, force: true });
   });
@@ -1094,6 +1104,11 @@ describe('upstream failures', () => {
     abort.abort();
     await within(closed, 5000, 'the upstream request to close');
     await waitFor(async () => (await stall.connections()) === 0, 3000, 'no connection left at the upstream');
+  });
+
+  it("leaves nothing on a caller's long-lived signal once each proxied call is done", async () => {
+    for (let i = 0; i < 20; i++) expect((await request(s.url).get(`/caller-signal/shared/${i}`)).text).toBe('answered');
+    await waitFor(() => getEventListeners(shutdown.signal, 'abort').length === 0, 2000, 'no abort listener left on the shared signal');
   });
 
   it("aborts the upstream request when the caller's signal aborts the call", async () => {

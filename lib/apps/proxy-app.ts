@@ -110,6 +110,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       tried.add(upstream);
       try {
         const response = await send(upstream, exchange, body?.view() ?? null, abort);
+        response.body.once('close', () => abort.done());
         return toGatewayResponse(response, exchange);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -126,6 +127,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         // Only a request whose body is still unread can go to another upstream.
         const retryable = NOT_REACHED.has(code) && !body?.started;
         if (retryable && tried.size < balancer.upstreams.length) continue;
+        abort.done();
         throw toHttpError(error, code, upstream, exchange);
       }
     }

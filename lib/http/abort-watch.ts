@@ -27,6 +27,8 @@ export class ExchangeAbort implements AbortWatch {
   #controller: AbortController | undefined;
   #listeners: Array<(reason: unknown) => void> | undefined;
   #watching = false;
+  #resClosed = false;
+  #onCallerAbort: (() => void) | undefined;
 
   constructor(
     private readonly res: ServerResponse | undefined,
@@ -35,7 +37,11 @@ export class ExchangeAbort implements AbortWatch {
 
   /** Whether it has aborted; a client already gone counts from the first question on. */
   get aborted(): boolean {
-    if (!this.#aborted) this.#watch();
+    if (!this.#aborted) {
+      this.#watch();
+      const caller = this.callerSignal;
+      if (!this.#aborted && caller?.aborted) this.abort(caller.reason);
+    }
     return this.#aborted;
   }
 
@@ -44,6 +50,7 @@ export class ExchangeAbort implements AbortWatch {
     if (!controller) {
       controller = this.#controller = new AbortController();
       if (this.aborted) controller.abort(this.reason);
+      else this.#followCaller();
     }
     return controller.signal;
   }
@@ -55,9 +62,14 @@ export class ExchangeAbort implements AbortWatch {
     }
     const listeners = (this.#listeners ??= []);
     listeners.push(listener);
+    this.#followCaller();
     return () => {
+      // After the abort the list is done with (and may be being walked).
+      if (this.#listeners !== listeners) return;
       const at = listeners.indexOf(listener);
-      if (at !== -1) listeners.splice(at, 1);
+      if (at === -1) return;
+      listeners.splice(at, 1);
+      this.#followCaller();
     };
   }
 
@@ -66,6 +78,7 @@ export class ExchangeAbort implements AbortWatch {
     if (this.#aborted) return;
     this.#aborted = true;
     this.reason = reason;
+    this.#followCaller();
     this.#controller?.abort(reason);
     const listeners = this.#listeners;
     this.#listeners = undefined;
@@ -76,26 +89,38 @@ export class ExchangeAbort implements AbortWatch {
     if (this.#watching) return;
     this.#watching = true;
     const res = this.res;
-    if (res?.closed) {
+    if (!res) return;
+    if (res.closed) {
+      this.#resClosed = true;
       this.#clientGone(res);
       return;
     }
-    const caller = this.callerSignal;
-    let unwatchCaller: (() => void) | undefined;
-    if (caller?.aborted) this.abort(caller.reason);
-    else if (caller) {
-      const onAbort = () => this.abort(caller.reason);
-      caller.addEventListener('abort', onAbort, { once: true });
-      // The caller's signal may outlive many calls (an app-wide shutdown signal): each
-      // call's listener, which holds its request, goes when the call's response closes.
-      unwatchCaller = () => caller.removeEventListener('abort', onAbort);
-    }
     // `on`, not `once`: 'close' comes once, and `once` binds a wrapper. Left on after an
     // abort too: taking it off would cost more.
-    res?.on('close', () => {
-      unwatchCaller?.();
+    res.on('close', () => {
+      this.#resClosed = true;
+      this.#followCaller();
       this.#clientGone(res);
     });
+  }
+
+  /**
+   * Listens to the caller's signal while something waits on this exchange: a call that
+   * outlives the client's response still hears it, and a long-lived signal (an app-wide
+   * shutdown signal) keeps no listener, holding its request, per finished call. The
+   * AbortSignal's readers cannot say when they are done: it listens until the response closes.
+   */
+  #followCaller(): void {
+    const caller = this.callerSignal;
+    if (!caller) return;
+    const needed = !this.#aborted && ((this.#listeners?.length ?? 0) > 0 || (this.#controller !== undefined && !this.#resClosed));
+    if (needed && !this.#onCallerAbort) {
+      const onAbort = (this.#onCallerAbort = () => this.abort(caller.reason));
+      caller.addEventListener('abort', onAbort, { once: true });
+    } else if (!needed && this.#onCallerAbort) {
+      caller.removeEventListener('abort', this.#onCallerAbort);
+      this.#onCallerAbort = undefined;
+    }
   }
 
   #clientGone(res: ServerResponse): void {
@@ -129,9 +154,16 @@ export function signalWatch(signal: AbortSignal): AbortWatch {
  * 'abort' event): for a request that ends normally it costs less than an AbortSignal.
  */
 export class AbortEmitter extends EventEmitter {
+  readonly #unwatch: () => void;
+
   constructor(private readonly watch: AbortWatch) {
     super();
-    watch.whenAborted(() => this.emit('abort'));
+    this.#unwatch = watch.whenAborted(() => this.emit('abort'));
+  }
+
+  /** Stops listening once the request it was given to is over. */
+  done(): void {
+    this.#unwatch();
   }
 
   get aborted(): boolean {
