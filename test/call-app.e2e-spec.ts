@@ -151,6 +151,8 @@ class FilterController {
       pathInfo,
     );
     response.headers.set('x-filtered', '1');
+    // A filter's own validator for the bytes it sends, set before the body.
+    if ('own' in req.query) response.headers.set('etag', '"mine"');
     if ('replace' in req.query) response.body = 'replaced';
     return response;
   }
@@ -320,11 +322,14 @@ describe('GatewayService.callApp', () => {
     await waitFor(() => closedResponses.includes('/outlives?early'), 2000, 'the app to see its response closed');
   });
 
-  it("weakens the app's strong ETag when the body is replaced, and keeps it otherwise", async () => {
+  it("weakens the app's strong ETag when the body is replaced, and keeps it otherwise, or when the caller set its own", async () => {
     const replaced = await request(s.url).get('/etag/strong?replace');
     expect(replaced.text).toBe('replaced');
     expect(replaced.headers.etag).toBe('W/"v1"');
     expect((await request(s.url).get('/etag/weak?replace')).headers.etag).toBe('W/"v2"');
+    const own = await request(s.url).get('/etag/strong?own&replace');
+    expect(own.text).toBe('replaced');
+    expect(own.headers.etag).toBe('"mine"');
     const kept = await request(s.url).get('/etag/strong');
     expect(kept.text).toBe('original');
     expect(kept.headers.etag).toBe('"v1"');

@@ -35,12 +35,15 @@ export class GatewayResponse {
   private _statusText: string;
   private _headers: Headers;
   private _body: Readable | null;
+  /** The ETag it came with: a new body makes that one weak, not one the caller set since. */
+  private readonly _appEtag: string | null;
 
   constructor(init: GatewayResponseInit) {
     this._status = init.status;
     this._statusText = init.statusText ?? defaultStatusText(init.status);
     this._headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     this._body = toReadable(init.body);
+    this._appEtag = this._headers.get('etag');
   }
 
   static isGatewayResponse(value: unknown): value is GatewayResponse {
@@ -86,7 +89,8 @@ export class GatewayResponse {
    * Content-Length is set to the new length when it is known, removed otherwise. The new body
    * is sent as given: the app's Content-Encoding is removed (set it again for bytes you
    * encoded yourself). A strong ETag of the app's becomes weak (`W/"…"`), as nginx's filters
-   * do: it named the app's bytes, not these, yet still serves conditional requests.
+   * do: it named the app's bytes, not these, yet still serves conditional requests. One you
+   * set yourself is kept as it is.
    */
   set body(body: BodyInit) {
     const previous = this._body;
@@ -94,7 +98,7 @@ export class GatewayResponse {
     if (previous && previous !== this._body) previous.destroy();
     this._headers.delete('content-encoding');
     const etag = this._headers.get('etag');
-    if (etag !== null && !etag.startsWith('W/')) this._headers.set('etag', `W/${etag}`);
+    if (etag !== null && etag === this._appEtag && !etag.startsWith('W/')) this._headers.set('etag', `W/${etag}`);
     const length = knownLength(body);
     if (length === undefined) this._headers.delete('content-length');
     else this._headers.set('content-length', String(length));
