@@ -46,11 +46,32 @@ export async function readAhead(stream: ReadableStream<unknown>): Promise<BodySt
 
 const FAILED: unique symbol = Symbol('failed');
 
-/** The read's result if it settles within READY_TURNS microtask turns; FAILED if it rejects. */
+/**
+ * The read's result if it settles within READY_TURNS microtask turns; FAILED if it rejects.
+ * Counted with queued microtasks that stop once the read settles: a race against a chain of
+ * promises made all of them up front, for every read of every response.
+ */
 function settledSoon(read: Promise<ReadResult>): Promise<ReadResult | typeof FAILED | undefined> {
-  let later: Promise<undefined> = Promise.resolve(undefined);
-  for (let turn = 1; turn < READY_TURNS; turn++) later = later.then(() => undefined);
-  return Promise.race([read.catch((): typeof FAILED => FAILED), later]);
+  return new Promise((resolve) => {
+    let settled = false;
+    read.then(
+      (result) => {
+        settled = true;
+        resolve(result);
+      },
+      () => {
+        settled = true;
+        resolve(FAILED);
+      },
+    );
+    let turns = READY_TURNS;
+    const countdown = () => {
+      if (settled) return;
+      if (--turns === 0) resolve(undefined);
+      else queueMicrotask(countdown);
+    };
+    queueMicrotask(countdown);
+  });
 }
 
 function byteLength(chunk: unknown): number {
