@@ -30,6 +30,13 @@ const historyFallback: NodeMiddleware = (req, _res, next) => {
 };
 const failing: NodeMiddleware = (_req, _res, next) => next(new Error('middleware broke'));
 
+// Starts the answer, then fails: what Express's final handler does then is break the connection.
+const failingMidAnswer: NodeMiddleware = (_req, res, next) => {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.write('partial');
+  setTimeout(() => next(new Error('middleware broke mid-answer')), 20);
+};
+
 function app(req: IncomingMessage & { baseUrl?: string }, res: ServerResponse) {
   res.end(`app saw ${req.url} under ${req.baseUrl}`);
 }
@@ -42,6 +49,9 @@ class Plain {}
 
 @MountGateway('broken', app, { middleware: [failing] })
 class Broken {}
+
+@MountGateway('broken-mid-answer', app, { middleware: [failingMidAnswer] })
+class BrokenMidAnswer {}
 
 const script = fileURLToPath(new URL('./fixtures/cgi/env.sh', import.meta.url));
 @MountGateway('cgi', cgiApp(script), { middleware: [addHeader, gate] })
@@ -70,7 +80,7 @@ class Parsed {}
 describe('middleware per mount', () => {
   let s: Started;
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, CgiWrapped, Spa, SpaCgi, Parsed] });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [Wrapped, Plain, Broken, BrokenMidAnswer, CgiWrapped, Spa, SpaCgi, Parsed] });
   });
   afterAll(() => s.close());
   beforeEach(() => (seen.length = 0));
@@ -100,6 +110,15 @@ describe('middleware per mount', () => {
     const res = await fetch(`${s.url}/broken/x`);
     expect(res.status).toBe(500);
     expect(s.logger.errors().join('\n')).toMatch(/middleware broke/);
+  });
+
+  it('next(error) after the answer has started breaks the response off, logged, as under Express', async () => {
+    const res = await fetch(`${s.url}/broken-mid-answer/x`);
+    expect(res.status).toBe(200);
+    await expect(res.text()).rejects.toThrow();
+    expect(s.logger.errors().join('\n')).toMatch(/middleware broke mid-answer/);
+    // The server goes on serving.
+    expect(await (await fetch(`${s.url}/plain/x`)).text()).toBe('app saw /x under /plain');
   });
 
   it('wraps apps of other kinds too (a CGI script)', async () => {

@@ -51,18 +51,27 @@ export function runMiddleware(
       resolve(bodyIsLive === next.bodyIsLive ? next : { ...next, bodyIsLive });
     };
     const answered = () => settle(false);
+    const fail = (error: unknown) => {
+      if (!res.headersSent) return settle(false, error);
+      // Too late for an error response: the client gets a broken one, as Express's final
+      // handler gives it, rather than a partial answer that looks complete.
+      const err = error instanceof Error ? error : new Error(String(error));
+      exchange.logger.error(`Middleware of ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
+      settle(false);
+      res.destroy(err);
+    };
     res.once('finish', answered).once('close', answered);
     const next = (error?: unknown) => {
-      if (error !== undefined && error !== 'route' && error !== 'router') return settle(false, error);
+      if (error !== undefined && error !== 'route' && error !== 'router') return fail(error);
       const current = middleware[index++];
       if (!current) return settle(true);
       try {
         const result = current(req, res, next);
         if (result && typeof (result as PromiseLike<unknown>).then === 'function') {
-          (result as PromiseLike<unknown>).then(undefined, (failure) => settle(false, failure ?? new Error('middleware failed')));
+          (result as PromiseLike<unknown>).then(undefined, (failure) => fail(failure ?? new Error('middleware failed')));
         }
       } catch (failure) {
-        settle(false, failure);
+        fail(failure);
       }
     };
     next();
