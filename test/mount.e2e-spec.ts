@@ -270,6 +270,7 @@ describe('the caller request after a mounted app', () => {
     host: req.get('host'),
     tenant: typeof req.tenant,
     brand: typeof res.brand,
+    ownKeys: Object.keys(req).includes('app') || Object.keys(res).includes('app'),
   });
 
   beforeAll(async () => {

@@ -181,7 +181,9 @@ function restorePrototype(object: object, original: object): void {
   if (current === original) return;
   const parent = appOnlyParent(current);
   if (parent !== null && parent === appOnlyParent(original) && !Object.hasOwn(object, 'app')) {
-    (object as { app?: unknown }).app = (original as { app?: unknown }).app;
+    // Not enumerable: `app` was no own property before the app ran, and loggers that print
+    // a request's own properties must not dump the whole app.
+    Object.defineProperty(object, 'app', { value: (original as { app?: unknown }).app, writable: true, configurable: true });
   } else {
     Object.setPrototypeOf(object, original);
   }
