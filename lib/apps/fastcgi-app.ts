@@ -145,10 +145,11 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       env: options.env,
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
+    const abort = abortWatchOf(exchange);
     for (;;) {
       let lease;
       try {
-        lease = await pool.lease(abortWatchOf(exchange), limits.headersTimeout);
+        lease = await pool.lease(abort, limits.headersTimeout);
       } catch (error) {
         input.stream?.destroy();
         throw mapFailure(error, exchange, exchange.name);
@@ -174,7 +175,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
         // retiring after pm.max_requests): sent again on another, as for a proxied request.
         // Each such connection fails once and is gone, so this ends at a new one at the latest.
         const stale = error instanceof FastcgiConnectionError && reused && !request.answered;
-        if (stale && !abortWatchOf(exchange).aborted && (!body || body.replayable)) continue;
+        if (stale && !abort.aborted && (!body || body.replayable)) continue;
         throw mapFailure(error, exchange, tag);
       }
     }

@@ -3,6 +3,7 @@ import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { captureResponseInto } from '../http/capture-response.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -107,11 +108,8 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     capture.res.on('close', abortWatchOf(exchange).whenAborted(abort));
 
     const fail = (error: unknown) => {
-      if (capture.res.headersSent) {
-        const err = toError(error);
-        exchange.logger.error(`App ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
-        capture.destroy(err);
-      } else reject(error);
+      if (capture.res.headersSent) capture.destroy(lateFailure(exchange.logger, `App ${exchange.name}`, error));
+      else reject(error);
     };
     const next = (error?: unknown) => {
       if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
@@ -152,9 +150,7 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
     const onDone = () => settle();
     const fail = (error: unknown) => {
       if (res.headersSent) {
-        const err = toError(error);
-        exchange.logger.error(`App mounted at ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
-        res.destroy(err);
+        res.destroy(lateFailure(exchange.logger, `App mounted at ${exchange.name}`, error));
         settle();
       } else settle(error);
     };
@@ -222,8 +218,4 @@ function invoke(
 
 function notFound(exchange: GatewayExchange): NotFoundException {
   return new NotFoundException(`Cannot ${exchange.method} ${exchange.originalUrl.split('?')[0]}`);
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

@@ -2,6 +2,7 @@ import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { toError } from '../http/failures.js';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { cgiBody, readCgiHead } from './cgi-output.js';
 import { CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
@@ -36,13 +37,17 @@ export async function respondFromOutput(
 ): Promise<{ head: CgiResponseHead; response: GatewayResponse }> {
   const timers: NodeJS.Timeout[] = [];
   let unwatch: () => void = () => undefined;
+  /** Nothing more to time or to abort: the timers and the abort listener go. */
+  const settled = () => {
+    for (const timer of timers) clearTimeout(timer);
+    unwatch();
+  };
   let body: Readable | undefined;
   let stopped = false;
   const halt = (reason: string, error?: Error) => {
     if (stopped) return;
     stopped = true;
-    for (const timer of timers) clearTimeout(timer);
-    unwatch();
+    settled();
     if (error) failHead(error);
     body?.destroy(new Error(`${exchange.name}: ${reason}`));
     stop(reason);
@@ -58,11 +63,8 @@ export async function respondFromOutput(
   // The producer may fail at any moment (a responder closing its connection): that must
   // never become an unhandled 'error', whoever is listening at the time.
   output.on('error', () => undefined);
-  output.once('close', () => {
-    for (const timer of timers) clearTimeout(timer);
-    unwatch();
-  });
-  unwatch = abortWatchOf(exchange).whenAborted((reason) => halt(`request aborted (${describe(reason)})`, asError(reason)));
+  output.once('close', settled);
+  unwatch = abortWatchOf(exchange).whenAborted((reason) => halt(`request aborted (${describe(reason)})`, toError(reason)));
   if (limits.totalTimeout > 0) timers.push(setTimeout(() => timeOut(`ran longer than ${limits.totalTimeout} ms`), limits.totalTimeout));
   const headTimer =
     limits.headersTimeout > 0
@@ -92,8 +94,7 @@ export async function respondFromOutput(
   // known yet: a script that closed its output and works on must not hold its answer back).
   if (complete && (await endedWell(outcome, failed, limits.endLookahead ?? 0))) {
     stopped = true;
-    for (const timer of timers) clearTimeout(timer);
-    unwatch();
+    settled();
     // Even empty: a Content-Length it does not meet must break the response off, as when streamed.
     const body = exchange.method === 'HEAD' ? null : rest;
     return { head, response: new GatewayResponse({ ...init, body }) };
@@ -130,8 +131,4 @@ async function endedWell(outcome: Promise<Error | undefined> | undefined, failed
 
 function describe(reason: unknown): string {
   return reason instanceof Error ? reason.message : String(reason);
-}
-
-function asError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new Error(String(reason));
 }

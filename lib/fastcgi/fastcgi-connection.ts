@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { AbortWatch } from '../http/abort-watch.js';
+import { toError } from '../http/failures.js';
 import {
   decodeEndRequest,
   encodeBeginRequest,
@@ -67,7 +68,7 @@ export function openConnection(address: FastcgiAddress, timeout: number, abort: 
       unwatch();
     };
     socket.once('error', onError);
-    unwatch = abort.whenAborted((reason) => fail(reason instanceof Error ? reason : new Error(String(reason))));
+    unwatch = abort.whenAborted((reason) => fail(toError(reason)));
     socket.once('connect', () => {
       cleanup();
       socket.setNoDelay(true);

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { toError } from './failures.js';
 
 type Reader = ReadableStreamDefaultReader<unknown>;
 type ReadResult = ReadableStreamReadResult<unknown>;
@@ -120,7 +121,7 @@ export function readableFrom(start: BodyStart): Readable {
         },
         (error: unknown) => {
           finished = true;
-          this.destroy(error instanceof Error ? error : new Error(String(error)));
+          this.destroy(toError(error));
         },
       );
     },

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExchange } from '../apps/gateway-app.js';
+import { lateFailure } from '../http/failures.js';
 import { forgetUnreadBody, hasBody, isBodyUntouched, recordBodyReads, restoreContentType } from '../http/request-body.js';
 
 /** Connect/Express middleware: `(req, res, next) => void`. */
@@ -53,10 +54,7 @@ export function runMiddleware(
     const answered = () => settle(false);
     const fail = (error: unknown) => {
       if (!res.headersSent) return settle(false, error);
-      // Too late for an error response: the client gets a broken one, as Express's final
-      // handler gives it, rather than a partial answer that looks complete.
-      const err = error instanceof Error ? error : new Error(String(error));
-      exchange.logger.error(`Middleware of ${exchange.name} failed after sending headers: ${err.message}`, err.stack);
+      const err = lateFailure(exchange.logger, `Middleware of ${exchange.name}`, error);
       settle(false);
       res.destroy(err);
     };
