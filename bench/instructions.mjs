@@ -73,16 +73,20 @@ async function startPhpFpm() {
   return { socketPath, stop: () => (child.kill(), rmSync(dir, { recursive: true, force: true })) };
 }
 
-/** The proxy rows' Node upstream, in a process of its own. */
-async function startUpstream() {
-  const child = spawn(process.execPath, [join(root, 'bench/servers/upstream.mjs')], { stdio: ['ignore', 'pipe', 'ignore'] });
+/** The port a bench server announces on its first line of output (`{"port":…}`). */
+async function portOf(child) {
   let text = '';
   for await (const chunk of child.stdout) {
     text += chunk;
     if (text.includes('\n')) break;
   }
-  const { port } = JSON.parse(text.split('\n')[0]);
-  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill() };
+  return JSON.parse(text.split('\n')[0]).port;
+}
+
+/** The proxy rows' Node upstream, in a process of its own. */
+async function startUpstream() {
+  const child = spawn(process.execPath, [join(root, 'bench/servers/upstream.mjs')], { stdio: ['ignore', 'pipe', 'ignore'] });
+  return { url: `http://127.0.0.1:${await portOf(child)}`, stop: () => child.kill() };
 }
 
 async function count(name, fpm) {
@@ -104,12 +108,7 @@ async function count(name, fpm) {
     { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   try {
-    let text = '';
-    for await (const chunk of child.stdout) {
-      text += chunk;
-      if (text.includes('\n')) break;
-    }
-    const { port } = JSON.parse(text.split('\n')[0]);
+    const port = await portOf(child);
     await requestMany(port, path, warm);
     await run('callgrind_control', ['-i', 'on', String(child.pid)]);
     await requestMany(port, path, requests);
