@@ -1,0 +1,25 @@
+/**
+ * Whether V8 gives objects their own hidden class for every property added after a prototype
+ * change, never shared with other objects (V8 before 13: Node 20 and 22). Express changes the
+ * prototype of every request and response it handles, and its router, Nest and the app then
+ * add dozens of properties to each: every addition copies the object's whole property list
+ * (30 to 50 entries) into a new class, and no inline cache ever sees a class twice. From V8 13
+ * (Node 24) those classes are shared between requests, and dictionary mode would only cost.
+ */
+const PROTOTYPE_CHANGE_UNSHARES_CLASSES = Number(process.versions.v8.split('.')[0]) < 13;
+
+const SCRATCH = Symbol('nest-gateway.scratch');
+
+/**
+ * Puts an Express request or response into V8's dictionary mode where that pays (see above):
+ * adding a property is then a hash insert, and the classes of such objects are shared.
+ * Measured on Node 20 (bench/findings.md, sixth round): a mount of an Express app went from
+ * 941 k to 732 k instructions per request. Invisible to code: a symbol property deleted
+ * right after it was added (V8 cannot take the last class back, so it gives up the classes).
+ */
+export function useDictionaryMode(object: object): void {
+  if (!PROTOTYPE_CHANGE_UNSHARES_CLASSES || !Object.isExtensible(object)) return;
+  const scratch = object as Record<symbol, unknown>;
+  scratch[SCRATCH] = undefined;
+  delete scratch[SCRATCH];
+}
