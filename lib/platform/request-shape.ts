@@ -6,13 +6,19 @@
  * (30 to 50 entries) into a new class, and no inline cache ever sees a class twice. From V8 13
  * (Node 24) those classes are shared between requests, and dictionary mode would only cost.
  */
-const PROTOTYPE_CHANGE_UNSHARES_CLASSES = Number(process.versions.v8.split('.')[0]) < 13;
+const PROTOTYPE_CHANGE_UNSHARES_CLASSES = isV8Before13();
+
+function isV8Before13(): boolean {
+  // Bun reports a V8 version for compatibility, but runs JavaScriptCore.
+  const { v8, bun } = process.versions as Record<string, string | undefined>;
+  return !bun && v8 !== undefined && Number(v8.split('.')[0]) < 13;
+}
 
 const SCRATCH = Symbol('nest-gateway.scratch');
 
 /**
  * Puts an Express request or response into V8's dictionary mode where that pays (see above):
- * adding a property is then a hash insert, and the classes of such objects are shared.
+ * adding a property is then a hash insert, with no class to copy.
  * Measured on Node 20 (bench/findings.md, sixth round): a mount of an Express app went from
  * 941 k to 732 k instructions per request. Invisible to code: a symbol property deleted
  * right after it was added (V8 cannot take the last class back, so it gives up the classes).
