@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Whether V8 gives objects their own hidden class for every property added after a prototype
  * change, never shared with other objects (V8 before 13: Node 20 and 22). Express changes the
@@ -24,8 +26,10 @@ const SCRATCH = Symbol('nest-gateway.scratch');
  * right after it was added (V8 cannot take the last class back, so it gives up the classes).
  */
 export function useDictionaryMode(object: object): void {
-  if (!PROTOTYPE_CHANGE_UNSHARES_CLASSES || !Object.isExtensible(object)) return;
-  const scratch = object as Record<symbol, unknown>;
-  scratch[SCRATCH] = undefined;
-  delete scratch[SCRATCH];
+  // A Proxy would see (and could refuse) every step, and has no properties of its own to
+  // speed up. Defined rather than assigned: no setter or Proxy on the prototype chain runs,
+  // and on an extensible ordinary object neither step can fail.
+  if (!PROTOTYPE_CHANGE_UNSHARES_CLASSES || types.isProxy(object) || !Object.isExtensible(object)) return;
+  Object.defineProperty(object, SCRATCH, { value: undefined, writable: true, configurable: true });
+  delete (object as Record<symbol, unknown>)[SCRATCH];
 }
