@@ -6,9 +6,9 @@ import { setFlagsFromString } from 'node:v8';
 import request from 'supertest';
 import { startNest, type Started } from './fixtures/start.js';
 
-// What the gateway's request hook does to Express's requests is meant to be seen in
-// `npm run bench` only: here, that code sees the very same objects, and that the V8 effect
-// the speed depends on is still there on this Node.
+// The request hook's change to Express's requests should show only in `npm run bench`. These
+// tests check that code sees the very same objects, and that the V8 effect the speed depends
+// on is still there on this Node.
 setFlagsFromString('--allow-natives-syntax');
 const hasFastProperties = new Function('object', 'return %HasFastProperties(object)') as (object: object) => boolean;
 const v8Major = Number(process.versions.v8.split('.')[0]);
