@@ -1,6 +1,6 @@
 import { Controller, Get, Req, Res } from '@nestjs/common';
 import express from 'express';
-import { GatewayModule, MountGateway } from 'nest-gateway';
+import { GatewayModule, GatewayService, MountGateway, pathInfoOf } from 'nest-gateway';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
 import request from 'supertest';
@@ -11,6 +11,7 @@ import { startNest, type Started } from './fixtures/start.js';
 // on is still there on this Node.
 setFlagsFromString('--allow-natives-syntax');
 const hasFastProperties = new Function('object', 'return %HasFastProperties(object)') as (object: object) => boolean;
+const haveSameClass = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
 const v8Major = Number(process.versions.v8.split('.')[0]);
 
 interface Seen {
@@ -87,5 +88,38 @@ describe("Express's requests and responses under the gateway's request hook", ()
     }
     // Without the hook they stay in fast mode, each with classes of its own.
     expect({ req: without.seen.plain.reqFast, res: without.seen.plain.resFast }).toEqual({ req: true, res: true });
+  });
+});
+
+describe("callApp's own request and response for an Express app", () => {
+  let s: Started;
+  const seen: Array<{ req: object; res: object }> = [];
+
+  beforeAll(async () => {
+    const app = express();
+    app.get('/in', (req, res) => {
+      seen.push({ req, res });
+      res.send('called');
+    });
+    @Controller('call')
+    class CallingController {
+      constructor(private readonly gateway: GatewayService) {}
+      @Get('*path')
+      call(@Req() req: IncomingMessage) {
+        return this.gateway.callApp(app, req, pathInfoOf(req));
+      }
+    }
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [CallingController] });
+  });
+  afterAll(() => s?.close());
+
+  it('are built with the app\'s prototypes, and keep fast properties with classes shared from one call to the next', async () => {
+    // V8 settles an object's size after its constructor's first few objects.
+    for (let i = 0; i < 12; i++) await request(s.url).get('/call/in').expect(200, 'called');
+    const [a, b] = seen.slice(-2);
+    expect(Object.getPrototypeOf(a.req)).toBe(Object.getPrototypeOf(b.req));
+    expect(Object.getPrototypeOf(a.res)).toBe(Object.getPrototypeOf(b.res));
+    expect({ req: hasFastProperties(a.req), res: hasFastProperties(a.res) }).toEqual({ req: true, res: true });
+    expect({ req: haveSameClass(a.req, b.req), res: haveSameClass(a.res, b.res) }).toEqual({ req: true, res: true });
   });
 });
