@@ -1,7 +1,9 @@
-import { Controller, Get, Req, Res } from '@nestjs/common';
+import { Controller, Get, Module, Req, Res } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import express from 'express';
 import { GatewayModule, GatewayService, MountGateway, pathInfoOf } from 'nest-gateway';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import request from 'supertest';
 import { startNest, type Started } from './fixtures/start.js';
@@ -19,6 +21,8 @@ interface Seen {
   resKeys: Array<string | symbol>;
   reqFast: boolean;
   resFast: boolean;
+  req: object;
+  res: object;
 }
 
 const see = (req: object, res: object): Seen => ({
@@ -26,16 +30,19 @@ const see = (req: object, res: object): Seen => ({
   resKeys: Reflect.ownKeys(res),
   reqFast: hasFastProperties(req),
   resFast: hasFastProperties(res),
+  req,
+  res,
 });
 
 /** Boots a Nest app with a plain route and a mounted Express app, each recording what it saw. */
-async function boot(withGateway: boolean): Promise<{ s: Started; seen: Record<string, Seen> }> {
-  const seen: Record<string, Seen> = {};
+async function boot(withGateway: boolean): Promise<{ s: Started; seen: Record<string, Seen> & { plainAll: Seen[] } }> {
+  const seen = { plainAll: [] } as unknown as Record<string, Seen> & { plainAll: Seen[] };
   @Controller('plain')
   class PlainController {
     @Get()
     plain(@Req() req: IncomingMessage, @Res() res: ServerResponse) {
       seen.plain = see(req, res);
+      seen.plainAll.push(seen.plain);
       res.end('plain');
     }
   }
@@ -55,8 +62,8 @@ async function boot(withGateway: boolean): Promise<{ s: Started; seen: Record<st
 }
 
 describe("Express's requests and responses under the gateway's request hook", () => {
-  let withHook: { s: Started; seen: Record<string, Seen> };
-  let without: { s: Started; seen: Record<string, Seen> };
+  let withHook: Awaited<ReturnType<typeof boot>>;
+  let without: Awaited<ReturnType<typeof boot>>;
 
   beforeAll(async () => {
     withHook = await boot(true);
@@ -68,8 +75,13 @@ describe("Express's requests and responses under the gateway's request hook", ()
   });
 
   it('gives every route the same own properties, in the same order, as a Nest app without it', async () => {
-    await request(withHook.s.url).get('/plain').expect(200, 'plain');
-    await request(without.s.url).get('/plain').expect(200, 'plain');
+    // The first request through the server is built by Node's classes, the later ones on Express's prototypes.
+    for (let i = 0; i < 3; i++) {
+      await request(withHook.s.url).get('/plain').expect(200, 'plain');
+      await request(without.s.url).get('/plain').expect(200, 'plain');
+      expect(withHook.seen.plain.reqKeys).toEqual(without.seen.plain.reqKeys);
+      expect(withHook.seen.plain.resKeys).toEqual(without.seen.plain.resKeys);
+    }
     expect(withHook.seen.plain.reqKeys).toEqual(without.seen.plain.reqKeys);
     expect(withHook.seen.plain.resKeys).toEqual(without.seen.plain.resKeys);
     await request(withHook.s.url).get('/mounted/in').expect(200, 'mounted');
@@ -78,16 +90,82 @@ describe("Express's requests and responses under the gateway's request hook", ()
     }
   });
 
-  it('puts them into dictionary mode on V8 before 13 only (classes unshared by a prototype change)', async () => {
-    await request(withHook.s.url).get('/plain').expect(200);
-    await request(withHook.s.url).get('/mounted/in').expect(200);
-    await request(without.s.url).get('/plain').expect(200);
-    const expected = v8Major >= 13;
-    for (const seen of [withHook.seen.plain, withHook.seen.mounted]) {
-      expect({ req: seen.reqFast, res: seen.resFast }).toEqual({ req: expected, res: expected });
+  it("has the server build them on Express's prototypes: fast properties, classes shared from one request to the next", async () => {
+    // The first request through a server makes it do so; the ones after are built that way.
+    for (let i = 0; i < 12; i++) await request(withHook.s.url).get('/plain').expect(200);
+    const [a, b] = withHook.seen.plainAll.slice(-2);
+    expect({ req: hasFastProperties(a.req), res: hasFastProperties(a.res) }).toEqual({ req: true, res: true });
+    expect({ req: haveSameClass(a.req, b.req), res: haveSameClass(a.res, b.res) }).toEqual({ req: true, res: true });
+    // Without the gateway they stay in fast mode, but every request has classes of its own on V8 before 13.
+    for (let i = 0; i < 3; i++) await request(without.s.url).get('/plain').expect(200);
+    const [c, d] = without.seen.plainAll.slice(-2);
+    expect({ req: hasFastProperties(c.req), res: hasFastProperties(c.res) }).toEqual({ req: true, res: true });
+    expect(haveSameClass(c.req, d.req)).toBe(v8Major >= 13);
+  });
+
+  it('puts requests the server built before into dictionary mode, on V8 before 13 only', async () => {
+    const fresh = await boot(true);
+    try {
+      await request(fresh.s.url).get('/plain').expect(200, 'plain');
+      const expected = v8Major >= 13;
+      const first = fresh.seen.plain;
+      expect({ req: first.reqFast, res: first.resFast }).toEqual({ req: expected, res: expected });
+    } finally {
+      await fresh.s.close();
     }
-    // Without the hook they stay in fast mode, each with classes of its own.
-    expect({ req: without.seen.plain.reqFast, res: without.seen.plain.resFast }).toEqual({ req: true, res: true });
+  });
+});
+
+describe('The server under GatewayModule', () => {
+  /** The prototype of every request and response as the server hands them over, before Express. */
+  const prototypesAtServer = (server: Server) => {
+    const seen: Array<{ req: object; res: object }> = [];
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+      seen.push({ req: Object.getPrototypeOf(req) as object, res: Object.getPrototypeOf(res) as object });
+    });
+    return seen;
+  };
+
+  it("builds requests and responses on Express's prototypes from the second request on", async () => {
+    const { s } = await boot(true);
+    try {
+      const seen = prototypesAtServer(s.app.getHttpServer() as Server);
+      const expressApp = s.app.getHttpAdapter().getInstance() as { request: object; response: object };
+      for (let i = 0; i < 3; i++) await request(s.url).get('/plain').expect(200, 'plain');
+      await request(s.url).get('/mounted/in').expect(200, 'mounted');
+      expect(seen[0]).toEqual({ req: IncomingMessage.prototype, res: ServerResponse.prototype });
+      for (const later of seen.slice(1)) expect(later).toEqual({ req: expressApp.request, res: expressApp.response });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('leaves a server created with classes of its own as it is', async () => {
+    class OwnRequest extends IncomingMessage {}
+    class OwnResponse extends ServerResponse<IncomingMessage> {}
+    @Controller('plain')
+    class PlainController {
+      @Get()
+      plain() {
+        return 'plain';
+      }
+    }
+    @Module({ imports: [GatewayModule.forRoot()], controllers: [PlainController] })
+    class OwnServerModule {}
+    const app = await NestFactory.create(OwnServerModule, { logger: false });
+    await app.init();
+    const server = createServer({ IncomingMessage: OwnRequest, ServerResponse: OwnResponse }, app.getHttpAdapter().getInstance());
+    const seen = prototypesAtServer(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      for (let i = 0; i < 3; i++) await request(url).get('/plain').expect(200, 'plain');
+      expect(seen).toHaveLength(3);
+      for (const each of seen) expect(each).toEqual({ req: OwnRequest.prototype, res: OwnResponse.prototype });
+    } finally {
+      server.close();
+      await app.close();
+    }
   });
 });
 

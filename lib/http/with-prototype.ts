@@ -18,17 +18,27 @@ export function constructWithPrototype<T extends object, A extends unknown[]>(
   prototype: unknown,
   ...args: A
 ): T {
-  if (typeof prototype !== 'object' || prototype === null || !isCallable(Base)) return new Base(...args);
-  if (!Object.prototype.isPrototypeOf.call(Base.prototype, prototype)) return new Base(...args);
+  const Construct = constructorWithPrototype(Base, prototype);
+  if (!Construct) return new Base(...args);
   try {
-    return new (constructorFor(Base, prototype))(...args);
+    return new Construct(...args);
   } catch {
     // A prototype whose accessors refuse what the constructor assigns: built the usual way.
     return new Base(...args);
   }
 }
 
-function constructorFor<T extends object, A extends unknown[]>(Base: new (...args: A) => T, prototype: object): new (...args: A) => T {
+/**
+ * A constructor that runs `Base` on objects with `prototype` (one per prototype, kept while the
+ * prototype lives), or undefined when `prototype` is not a descendant of `Base.prototype` or
+ * `Base` is a class (which cannot be called on an object made beforehand).
+ */
+export function constructorWithPrototype<T extends object, A extends unknown[]>(
+  Base: new (...args: A) => T,
+  prototype: unknown,
+): (new (...args: A) => T) | undefined {
+  if (typeof prototype !== 'object' || prototype === null || !isCallable(Base)) return undefined;
+  if (!Object.prototype.isPrototypeOf.call(Base.prototype, prototype)) return undefined;
   let byPrototype = constructors.get(Base);
   if (!byPrototype) constructors.set(Base, (byPrototype = new WeakMap()));
   let Construct = byPrototype.get(prototype) as (new (...args: A) => T) | undefined;

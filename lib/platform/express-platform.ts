@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hideContentType, recordBodyReads } from '../http/request-body.js';
 import { compileMountPrefix, isMountPattern, mountPathOf } from './mount-matcher.js';
-import { useDictionaryMode } from './request-shape.js';
+import { buildsOnAppPrototypes, useDictionaryMode } from './request-shape.js';
 
 interface ExpressLayer {
   route?: { path?: unknown; _handlesMethod?(method: string): boolean };
@@ -10,6 +10,9 @@ interface ExpressLayer {
 export interface ExpressApp {
   use(handler: (req: IncomingMessage, res: ServerResponse, next: () => void) => void): void;
   router?: { stack?: ExpressLayer[] };
+  /** The prototypes Express gives every request and response. */
+  request?: object;
+  response?: object;
 }
 
 export interface RequestHookOptions {
@@ -20,15 +23,19 @@ export interface RequestHookOptions {
  * Runs before Nest's body parsers (it is added as soon as the adapter exists, and the
  * parsers only during `init()`). Requests for a mount get their Content-Type hidden so that
  * no parser reads the body the app will stream; other requests have their body reads
- * recorded so that `callApp` can replay them. Both objects go into V8's dictionary mode where
- * that is cheaper for Express's requests (see `useDictionaryMode`): any route may call an app.
+ * recorded so that `callApp` can replay them. The server is made to build its requests and
+ * responses on Express's prototypes (see `buildsOnAppPrototypes`); requests it did not build that
+ * way go into V8's dictionary mode where that is cheaper (see `useDictionaryMode`). Both apply to
+ * every route: any route may call an app.
  */
 export function installExpressRequestHooks(app: ExpressApp, options: RequestHookOptions): void {
   const isMountPath = mountPathMatcher(app);
   const isServedByMount = mountRouteMatcher(app);
   app.use(function nestGatewayRequestHooks(req, res, next) {
-    useDictionaryMode(req);
-    useDictionaryMode(res);
+    if (!buildsOnAppPrototypes(req, app)) {
+      useDictionaryMode(req);
+      useDictionaryMode(res);
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (isMountPath(path) && isServedByMount(path, req.method ?? 'GET')) hideContentType(req);
     else recordBodyReads(req, options.bodyReplayLimit);
