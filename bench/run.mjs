@@ -350,6 +350,7 @@ async function main() {
     ...(HPM ? { hpm: await startServer('nest-hpm', 'nest-hpm.mjs', [upstream.base]) } : {}),
     cgi: await startServer('nest-cgi', 'nest-cgi.mjs', [cgiScript, streamScript]),
     native: await startServer('nest-native', 'nest-native.mjs'),
+    nativeGateway: await startServer('nest-native-gateway', 'nest-native.mjs', ['--with-gateway']),
     streamMount: await startServer('nest-stream-mount', 'nest-stream-mount.mjs'),
     streamCallapp: await startServer('nest-stream-callapp', 'nest-stream-callapp.mjs'),
     streamFloor: await startServer('nest-stream-floor', 'nest-stream-floor.mjs'),
@@ -384,6 +385,7 @@ async function main() {
       ? {
           fastcgi: { label: '`fastcgiApp` to php-fpm (4 static workers)', url: `${S.fastcgi.base}/f/hello.php`, who: S.fastcgi },
           native: { label: 'Nest native controller, same text', url: `${S.native.base}/n/hello.php`, who: S.native },
+          nativeGateway: { label: 'the same native controller in an app that imports GatewayModule (context only)', url: `${S.nativeGateway.base}/n/hello.php`, who: S.nativeGateway },
           ...(nginx ? { nginxFpm: { label: 'nginx + php-fpm (the same, 4 workers of its own)', url: `${nginx.base}/f/hello.php`, who: nginx } } : {}),
         }
       : {}),
@@ -434,6 +436,7 @@ async function main() {
     ...(fpm
       ? [
           { row: 6, path: 'fastcgi', ref: 'native', goal: 0.8 },
+          { row: 6, path: 'fastcgi', ref: 'nativeGateway', goal: null },
           { row: 6, path: 'fastcgi', ref: nginx ? 'nginxFpm' : null, refLabel: 'nginx + php-fpm', goal: null },
         ]
       : []),
