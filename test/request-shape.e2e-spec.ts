@@ -6,6 +6,7 @@ import { createServer, IncomingMessage, ServerResponse, type Server } from 'node
 import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import request from 'supertest';
+import WebSocket, { WebSocketServer } from 'ws';
 import { startNest, type Started } from './fixtures/start.js';
 
 // The request hook's change to Express's requests should show only in `npm run bench`. These
@@ -117,13 +118,40 @@ describe("Express's requests and responses under the gateway's request hook", ()
 });
 
 describe('The server under GatewayModule', () => {
-  /** The prototype of every request and response as the server hands them over, before Express. */
+  /**
+   * The prototype of every request and response as the server hands them over, before Express.
+   * Seen as instrumentation sees them (wrapping `emit`): a 'request' listener of its own would be
+   * handed the requests too, which keeps the server on Node's classes.
+   */
   const prototypesAtServer = (server: Server) => {
     const seen: Array<{ req: object; res: object }> = [];
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      seen.push({ req: Object.getPrototypeOf(req) as object, res: Object.getPrototypeOf(res) as object });
-    });
+    const emit = server.emit;
+    server.emit = function (this: Server, event: string, ...args: unknown[]) {
+      if (event === 'request') seen.push({ req: Object.getPrototypeOf(args[0]) as object, res: Object.getPrototypeOf(args[1]) as object });
+      return emit.apply(this, [event, ...args] as Parameters<Server['emit']>);
+    } as Server['emit'];
     return seen;
+  };
+
+  /** A Nest app under GatewayModule, initialised but not listening, and its Express app. */
+  const initApp = async () => {
+    @Controller('plain')
+    class PlainController {
+      @Get()
+      plain() {
+        return 'plain';
+      }
+    }
+    @Module({ imports: [GatewayModule.forRoot()], controllers: [PlainController] })
+    class InitModule {}
+    const app = await NestFactory.create(InitModule, { logger: false });
+    await app.init();
+    return { app, instance: app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void };
+  };
+
+  const listen = async (server: Server) => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   };
 
   it("builds requests and responses on Express's prototypes from the second request on", async () => {
@@ -165,6 +193,64 @@ describe('The server under GatewayModule', () => {
     } finally {
       server.close();
       await app.close();
+    }
+  });
+
+  it('leaves a server whose other routes never reach the app as it is: their requests keep Node\'s prototypes', async () => {
+    const { app, instance } = await initApp();
+    const others: Array<{ prototype: object; query: unknown }> = [];
+    const server = createServer((req, res) => {
+      if (req.url === '/plain') return instance(req, res);
+      const own = req as IncomingMessage & { query?: unknown };
+      try {
+        // A plain Node handler's own query (this file is strict: a getter-only accessor throws).
+        own.query = { own: true };
+        others.push({ prototype: Object.getPrototypeOf(req) as object, query: own.query });
+      } catch (error) {
+        others.push({ prototype: Object.getPrototypeOf(req) as object, query: (error as Error).message });
+      }
+      res.end('other');
+    });
+    const seen = prototypesAtServer(server);
+    try {
+      const url = await listen(server);
+      for (let i = 0; i < 3; i++) {
+        await request(url).get('/plain').expect(200, 'plain');
+        await request(url).get('/other').expect(200, 'other');
+      }
+      expect(others).toEqual(Array(3).fill({ prototype: IncomingMessage.prototype, query: { own: true } }));
+      for (const each of seen) expect(each).toEqual({ req: IncomingMessage.prototype, res: ServerResponse.prototype });
+    } finally {
+      server.close();
+      await app.close();
+    }
+  });
+
+  it("goes back to Node's classes when another listener starts taking the server's requests (a WebSocket server)", async () => {
+    const { s, seen: atRoute } = await boot(true);
+    try {
+      const server = s.app.getHttpServer() as Server;
+      const seen = prototypesAtServer(server);
+      for (let i = 0; i < 2; i++) await request(s.url).get('/plain').expect(200, 'plain');
+      const expressApp = s.app.getHttpAdapter().getInstance() as { request: object };
+      expect(seen[1].req).toBe(expressApp.request);
+      const wss = new WebSocketServer({ server, path: '/ws' });
+      const upgraded = new Promise<IncomingMessage>((resolve) => {
+        wss.once('connection', (ws, req) => {
+          ws.close();
+          resolve(req);
+        });
+      });
+      const client = new WebSocket(s.url.replace('http', 'ws') + '/ws');
+      client.on('error', () => {});
+      expect(Object.getPrototypeOf(await upgraded)).toBe(IncomingMessage.prototype);
+      wss.close();
+      for (let i = 0; i < 2; i++) await request(s.url).get('/plain').expect(200, 'plain');
+      for (const later of seen.slice(2)) expect(later).toEqual({ req: IncomingMessage.prototype, res: ServerResponse.prototype });
+      // Express changes their prototype again: dictionary mode again, on V8 before 13 only.
+      expect(atRoute.plain.reqFast).toBe(v8Major >= 13);
+    } finally {
+      await s.close();
     }
   });
 });

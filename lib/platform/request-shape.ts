@@ -1,6 +1,8 @@
+import { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { types } from 'node:util';
 import { constructorWithPrototype } from '../http/with-prototype.js';
+import { upgradeDispatchTarget } from './upgrade-dispatch.js';
 
 /**
  * Whether V8 gives objects their own hidden class for every property added after a prototype
@@ -43,8 +45,10 @@ export interface AppPrototypes {
   response?: object;
 }
 
-/** Servers looked at: whether they now build requests and responses on the app's prototypes. */
-const serversOnAppPrototypes = new WeakMap<object, boolean>();
+/** Servers looked at: the app whose prototypes each builds its requests and responses on, if any. */
+const serversOnAppPrototypes = new WeakMap<object, AppPrototypes | null>();
+
+type NodeServer = EventEmitter & Record<symbol, unknown>;
 
 /**
  * Whether the server that delivered `req` builds its requests and responses on the app's
@@ -56,19 +60,41 @@ const serversOnAppPrototypes = new WeakMap<object, boolean>();
  * Measured (bench/findings.md, seventh round): a mount went from 735 k to 486 k instructions
  * per request on Node 20, and from 23.7 k to 28.6 k requests per second on Node 24.
  * A server built with classes of its own, or without the slots Node keeps them in, is left
- * as it is; so is one whose requests the app's prototypes cannot build.
+ * as it is; so is one whose requests the app's prototypes cannot build, and one whose requests
+ * not all go to the app (see `passesToApp`).
  */
 export function buildsOnAppPrototypes(req: IncomingMessage, app: AppPrototypes): boolean {
   const server = (req.socket as { server?: unknown } | null | undefined)?.server;
-  if (typeof server !== 'object' || server === null) return false;
+  if (!(server instanceof EventEmitter)) return false;
   const builds = serversOnAppPrototypes.get(server);
-  if (builds !== undefined) return builds;
-  serversOnAppPrototypes.set(server, useAppPrototypes(server as Record<symbol, unknown>, app));
+  if (builds !== undefined) return builds === app;
+  const serves = servesOnlyApp(server, app) && useAppPrototypes(server as NodeServer, app);
+  serversOnAppPrototypes.set(server, serves ? app : null);
   // This request was built before: the server's next ones are.
   return false;
 }
 
-function useAppPrototypes(server: Record<symbol, unknown>, app: AppPrototypes): boolean {
+/** The server events whose listeners are handed the requests the server builds. */
+const REQUEST_EVENTS = new Set<string | symbol>(['request', 'upgrade', 'connect', 'checkContinue', 'checkExpectation', 'dropRequest']);
+
+/**
+ * Whether a listener for `event` leaves the server's requests to the app. Any other listener
+ * would be handed requests with the app's prototypes that it would not have had before: its
+ * `req.query = ...` would throw on Express's getter, `req.ip` would answer.
+ */
+function passesToApp(event: string | symbol, listener: unknown, app: AppPrototypes): boolean {
+  if (event === 'request') return listener === app;
+  // The gateway's own upgrade dispatch hands every upgrade to the app while it is the only one.
+  if (event === 'upgrade') return upgradeDispatchTarget(listener) === app;
+  return !REQUEST_EVENTS.has(event);
+}
+
+function servesOnlyApp(server: EventEmitter, app: AppPrototypes): boolean {
+  if (server.listenerCount('request') !== 1) return false;
+  return [...REQUEST_EVENTS].every((event) => server.listeners(event).every((listener) => passesToApp(event, listener, app)));
+}
+
+function useAppPrototypes(server: NodeServer, app: AppPrototypes): boolean {
   const Request = constructorWithPrototype(IncomingMessage, app.request);
   const Response = constructorWithPrototype(ServerResponse, app.response);
   if (!Request || !Response) return false;
@@ -81,10 +107,19 @@ function useAppPrototypes(server: Record<symbol, unknown>, app: AppPrototypes): 
   try {
     // An exception in the server's own constructor call would take the process down.
     new Response(new Request(undefined as never));
-    server[requestSlot] = Request;
-    server[responseSlot] = Response;
-    return server[requestSlot] === Request && server[responseSlot] === Response;
   } catch {
     return false;
   }
+  server[requestSlot] = Request;
+  server[responseSlot] = Response;
+  if (server[requestSlot] !== Request || server[responseSlot] !== Response) return false;
+  server.on('newListener', function nestGatewayRequestShape(event: string | symbol, listener: unknown) {
+    if (passesToApp(event, listener, app)) return;
+    // Someone else starts taking requests (a WebSocket server attached late): Node's classes again.
+    server.removeListener('newListener', nestGatewayRequestShape);
+    if (server[requestSlot] === Request) server[requestSlot] = IncomingMessage;
+    if (server[responseSlot] === Response) server[responseSlot] = ServerResponse;
+    serversOnAppPrototypes.set(server, null);
+  });
+  return true;
 }

@@ -16,6 +16,14 @@ export function upgradeOf(req: IncomingMessage): PendingUpgrade | undefined {
   return (req as IncomingMessage & { [UPGRADE]?: PendingUpgrade })[UPGRADE];
 }
 
+/** The request handler (Nest's Express app) each installed 'upgrade' listener hands requests to. */
+const dispatchTargets = new WeakMap<object, unknown>();
+
+/** The handler an 'upgrade' listener installed by `installUpgradeDispatch` hands every request to, if it is one. */
+export function upgradeDispatchTarget(listener: unknown): unknown {
+  return typeof listener === 'function' ? dispatchTargets.get(listener) : undefined;
+}
+
 /**
  * Routes WebSocket (and other) upgrade requests for mount paths through the Nest app like
  * any request, so that middleware and guards decide who may upgrade: a refusal is an
@@ -30,7 +38,7 @@ export function installUpgradeDispatch(
   isMountPath: (path: string) => boolean,
   logger: Logger,
 ): void {
-  server.on('upgrade', function nestGatewayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+  const listener = function nestGatewayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
     const path = (req.url ?? '/').split('?')[0];
     if (!isMountPath(path) && server.listenerCount('upgrade') > 1) return;
     socket.on('error', (error) => logger.debug?.(`Upgrade connection for ${path} failed: ${error.message}`));
@@ -52,7 +60,9 @@ export function installUpgradeDispatch(
     };
     Object.defineProperty(req, UPGRADE, { value: upgrade });
     handle(req, res);
-  });
+  };
+  dispatchTargets.set(listener, handle);
+  server.on('upgrade', listener);
 }
 
 /** Answers an upgrade request on its raw connection with a bodiless error and closes it. */
