@@ -105,7 +105,7 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       inner.destroy();
       capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
     };
-    capture.res.on('close', abortWatchOf(exchange).whenAborted(abort));
+    capture.res.on('close', onceThenNothing(abortWatchOf(exchange).whenAborted(abort)));
 
     const fail = (error: unknown) => {
       if (capture.res.headersSent) capture.destroy(lateFailure(exchange.logger, `App ${exchange.name}`, error));
@@ -214,6 +214,20 @@ function invoke(
   } catch (error) {
     fail(error);
   }
+}
+
+/**
+ * `fn` for one call; after it the returned function holds nothing. A listener left on a
+ * captured response must not keep the exchange alive: an app may keep its response (Express's
+ * `req.res`) long after the call (bench/findings.md, seventh round).
+ */
+function onceThenNothing(fn: () => void): () => void {
+  let held: (() => void) | undefined = fn;
+  return () => {
+    const call = held;
+    held = undefined;
+    call?.();
+  };
 }
 
 function notFound(exchange: GatewayExchange): NotFoundException {

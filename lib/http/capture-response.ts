@@ -58,8 +58,12 @@ export function captureResponseInto(
     res.emit('drain');
   });
   res.on('error', ignore);
-  res.on('prefinish', () => socket.endBodyIfFlushed());
-  res.on('finish', () => {
+  const onPrefinish = () => socket.endBodyIfFlushed();
+  res.on('prefinish', onPrefinish);
+  res.on('finish', function onFinish() {
+    // Taken off once done: an app that keeps its response (Express's `req.res`) would otherwise
+    // keep the socket and the caller's callbacks alive with it (bench/findings.md, seventh round).
+    res.off('prefinish', onPrefinish).off('finish', onFinish);
     socket.endBody();
     // Not destroyed: it is garbage now, and destroying a stream inside its own write
     // callback (where 'finish' fires) makes Node build an error that nobody sees.
