@@ -171,22 +171,11 @@ describe('The server under GatewayModule', () => {
   it('leaves a server created with classes of its own as it is', async () => {
     class OwnRequest extends IncomingMessage {}
     class OwnResponse extends ServerResponse<IncomingMessage> {}
-    @Controller('plain')
-    class PlainController {
-      @Get()
-      plain() {
-        return 'plain';
-      }
-    }
-    @Module({ imports: [GatewayModule.forRoot()], controllers: [PlainController] })
-    class OwnServerModule {}
-    const app = await NestFactory.create(OwnServerModule, { logger: false });
-    await app.init();
-    const server = createServer({ IncomingMessage: OwnRequest, ServerResponse: OwnResponse }, app.getHttpAdapter().getInstance());
+    const { app, instance } = await initApp();
+    const server = createServer({ IncomingMessage: OwnRequest, ServerResponse: OwnResponse }, instance);
     const seen = prototypesAtServer(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const url = await listen(server);
       for (let i = 0; i < 3; i++) await request(url).get('/plain').expect(200, 'plain');
       expect(seen).toHaveLength(3);
       for (const each of seen) expect(each).toEqual({ req: OwnRequest.prototype, res: OwnResponse.prototype });
