@@ -37,16 +37,16 @@ export function constructorWithPrototype<T extends object, A extends unknown[]>(
   Base: new (...args: A) => T,
   prototype: unknown,
 ): (new (...args: A) => T) | undefined {
-  if (typeof prototype !== 'object' || prototype === null || !isCallable(Base)) return undefined;
-  if (!Object.prototype.isPrototypeOf.call(Base.prototype, prototype)) return undefined;
+  if (typeof prototype !== 'object' || prototype === null) return undefined;
   let byPrototype = constructors.get(Base);
+  // Only prototypes that passed the checks below are kept: a known one needs none again.
+  const known = byPrototype?.get(prototype) as (new (...args: A) => T) | undefined;
+  if (known) return known;
+  if (!isCallable(Base) || !Object.prototype.isPrototypeOf.call(Base.prototype, prototype)) return undefined;
   if (!byPrototype) constructors.set(Base, (byPrototype = new WeakMap()));
-  let Construct = byPrototype.get(prototype) as (new (...args: A) => T) | undefined;
-  if (!Construct) {
-    Construct = sizedConstructor(Base);
-    Construct.prototype = prototype as T;
-    byPrototype.set(prototype, Construct as never);
-  }
+  const Construct = sizedConstructor(Base);
+  Construct.prototype = prototype as T;
+  byPrototype.set(prototype, Construct as never);
   return Construct;
 }
 

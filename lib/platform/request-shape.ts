@@ -65,10 +65,11 @@ type NodeServer = EventEmitter & Record<symbol, unknown>;
  */
 export function buildsOnAppPrototypes(req: IncomingMessage, app: AppPrototypes): boolean {
   const server = (req.socket as { server?: unknown } | null | undefined)?.server;
-  if (!(server instanceof EventEmitter)) return false;
+  if (typeof server !== 'object' || server === null) return false;
   const builds = serversOnAppPrototypes.get(server);
   if (builds !== undefined) return builds === app;
-  const serves = servesOnlyApp(server, app) && useAppPrototypes(server as NodeServer, app);
+  // Looked at once per server; every request after that is the lookup above.
+  const serves = server instanceof EventEmitter && servesOnlyApp(server, app) && useAppPrototypes(server as NodeServer, app);
   serversOnAppPrototypes.set(server, serves ? app : null);
   // This request was built before: the server's next ones are.
   return false;
