@@ -4,6 +4,7 @@
  * exchange must not live on with them.
  */
 import { Controller, Get, Req } from '@nestjs/common';
+import express from 'express';
 import { GatewayModule, GatewayService, pathInfoOf } from 'nest-gateway';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
@@ -22,16 +23,48 @@ const keepingApp = (req: IncomingMessage & { res?: ServerResponse }, res: Server
   res.end('kept');
 };
 
+/** The same in Express, whose router leaves its way on (`req.next`) on every request. */
+let keptByExpress: { req: IncomingMessage; res: ServerResponse } | undefined;
+const keepingExpressApp = express().get('*path', (req, res) => {
+  keptByExpress = { req, res };
+  res.type('text/plain').send('kept');
+});
+
+/** An Express app that passes an error on after its response is over. */
+const lateErrorApp = express().get('*path', (req, res) => {
+  res.on('finish', () => setImmediate(() => req.next?.(new Error('late trouble'))));
+  res.type('text/plain').send('answered');
+});
+
 /** The client's requests, watched without being held. */
 const clientRequests: Array<WeakRef<object>> = [];
+const expressClientRequests: Array<WeakRef<object>> = [];
 
-@Controller('call')
+@Controller()
 class CallingController {
   constructor(private readonly gateway: GatewayService) {}
-  @Get('*path')
+  @Get('call/*path')
   call(@Req() req: IncomingMessage) {
     clientRequests.push(new WeakRef(req));
     return this.gateway.callApp(keepingApp, req, pathInfoOf(req));
+  }
+  @Get('express/*path')
+  callExpress(@Req() req: IncomingMessage) {
+    expressClientRequests.push(new WeakRef(req));
+    return this.gateway.callApp(keepingExpressApp, req, pathInfoOf(req));
+  }
+  @Get('late-error/*path')
+  callLateError(@Req() req: IncomingMessage) {
+    return this.gateway.callApp(lateErrorApp, req, pathInfoOf(req));
+  }
+}
+
+/** Collects until every watched object is gone, or gives up after a few turns. */
+async function collectUntilGone(refs: Array<WeakRef<object>>): Promise<void> {
+  // Timers and closing sockets let go within a few turns of the event loop.
+  for (let i = 0; i < 20 && refs.some((ref) => ref.deref()); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    collectGarbage();
   }
 }
 
@@ -59,11 +92,22 @@ describe('callApp of an app that keeps its request and response', () => {
   it("lets the client's request go once the call is over", async () => {
     for (let i = 0; i < 3; i++) expect(await getOnce(`${s.url}/call/x`)).toBe('kept');
     expect(kept?.res.writableFinished).toBe(true);
-    // Timers and closing sockets let go within a few turns of the event loop.
-    for (let i = 0; i < 20 && clientRequests.some((ref) => ref.deref()); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      collectGarbage();
-    }
+    await collectUntilGone(clientRequests);
     expect(clientRequests.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  });
+
+  it("lets the client's request go when an Express app keeps its request", async () => {
+    for (let i = 0; i < 3; i++) expect(await getOnce(`${s.url}/express/x`)).toBe('kept');
+    expect(keptByExpress?.res.writableFinished).toBe(true);
+    await collectUntilGone(expressClientRequests);
+    expect(expressClientRequests.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  });
+
+  it("still logs an error an Express app passes to its request's next() after answering", async () => {
+    expect(await getOnce(`${s.url}/late-error/x`)).toBe('answered');
+    for (let i = 0; i < 20 && !s.logger.errors().some((line) => line.includes('late trouble')); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(s.logger.errors()).toEqual([expect.stringMatching(/failed after sending headers: late trouble/)]);
   });
 });
