@@ -52,11 +52,12 @@ export function captureResponseInto(
   res.assignSocket(socket as never);
   // The HTTP server relays its socket's 'drain' to the response; a captured response needs
   // the same, or an app that respects backpressure stalls after its first full write.
-  socket.on('drain', () => {
+  const onDrain = () => {
     if (!res.writableNeedDrain) return;
     clearNeedDrain(res);
     res.emit('drain');
-  });
+  };
+  socket.on('drain', onDrain);
   res.on('error', ignore);
   const onPrefinish = () => socket.endBodyIfFlushed();
   res.on('prefinish', onPrefinish);
@@ -64,6 +65,7 @@ export function captureResponseInto(
     // Taken off once done: an app that keeps its response (Express's `req.res`) would otherwise
     // keep the socket and the caller's callbacks alive with it (bench/findings.md, seventh round).
     res.off('prefinish', onPrefinish).off('finish', onFinish);
+    socket.off('drain', onDrain);
     socket.endBody();
     // Not destroyed: it is garbage now, and destroying a stream inside its own write
     // callback (where 'finish' fires) makes Node build an error that nobody sees.
