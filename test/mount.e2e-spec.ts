@@ -258,6 +258,26 @@ describe('the caller request after a mounted app', () => {
   @MountGateway('extended', extended)
   class ExtendedMount {}
 
+  /** A plain Express app (of Nest's Express) that reports how it sees its request. */
+  let nestExpress: express.Express | undefined;
+  const plain = express();
+  plain.set('title', 'plain');
+  plain.get('/inside', (req, res) => {
+    res.locals.seen = true;
+    res.json({
+      reqApp: req.app === plain,
+      resApp: res.app === plain,
+      title: req.app.get('title'),
+      ip: req.ip,
+      locals: res.locals.seen,
+      linked: req.res === res && res.req === req,
+      sameRequest: Object.getPrototypeOf(req) === nestExpress?.request,
+      late: typeof (req as unknown as { late?: unknown }).late,
+    });
+  });
+  @MountGateway('plain', plain)
+  class PlainMount {}
+
   /** What Nest's request and response give: read before the app, and on 'finish' after it. */
   const view = (req: Record<string, unknown> & { get(name: string): unknown }, res: Record<string, unknown>) => ({
     url: req.url,
@@ -274,9 +294,10 @@ describe('the caller request after a mounted app', () => {
   });
 
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount] }, (app) => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount, PlainMount] }, (app) => {
       // Nest trusts its proxy; the mounted apps do not (Express's default).
-      (app.getHttpAdapter().getInstance() as express.Express).set('trust proxy', true);
+      nestExpress = app.getHttpAdapter().getInstance() as express.Express;
+      nestExpress.set('trust proxy', true);
       app.use((req: Record<string, unknown> & { get(name: string): unknown }, res: ServerResponse & Record<string, unknown>, next: () => void) => {
         const before = view(req, res);
         res.on('finish', () => seen.push({ before, after: view(req, res) }));
@@ -303,5 +324,21 @@ describe('the caller request after a mounted app', () => {
       expect(after.resApp).toBe(before.resApp);
       expect(after).toMatchObject({ ip: '203.0.113.9', protocol: 'https', secure: true, tenant: 'undefined', brand: 'undefined' });
     }
+  });
+
+  it('lets an Express app of the same Express see itself on the client\'s request, which keeps its prototype', async () => {
+    seen.length = 0;
+    const forwarded = { 'x-forwarded-for': '203.0.113.9' };
+    const res = await request(s.url).get('/plain/inside').set(forwarded);
+    expect(res.headers['x-powered-by']).toBe('Express');
+    // Its settings, its `app`, its locals; its own (untrusting) proxy setting.
+    expect(res.body).toEqual({ reqApp: true, resApp: true, title: 'plain', ip: expect.not.stringContaining('203.0.113.9'), locals: true, linked: true, sameRequest: true, late: 'undefined' });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ after: { reqApp: nestExpress, resApp: nestExpress, ip: '203.0.113.9', ownKeys: false } });
+    // Helpers the app adds to its prototypes later reach its requests from then on.
+    Object.assign(plain.request, { late: () => 'late' });
+    const later = await request(s.url).get('/plain/inside').set(forwarded);
+    expect(later.body).toMatchObject({ reqApp: true, title: 'plain', late: 'function', sameRequest: false });
+    expect(seen[1]).toMatchObject({ after: { reqApp: nestExpress, ip: '203.0.113.9', tenant: 'undefined' } });
   });
 });

@@ -6,6 +6,7 @@ import { abortWatchOf } from '../http/client-exchange.js';
 import { lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
+import { handleInPlace, handlesInPlace, setOwnApp } from '../platform/express-in-place.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
 /**
@@ -134,6 +135,8 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
   const { headers, rawHeaders } = req;
   const reqPrototype = Object.getPrototypeOf(req);
   const resPrototype = Object.getPrototypeOf(res);
+  const inPlace = handlesInPlace(listener, req, res);
+  const apps = inPlace ? ([req.app, (res as ServerResponse & { app?: unknown }).app] as const) : undefined;
   showAppView(req, exchange);
 
   return new Promise<void>((resolve, reject) => {
@@ -149,8 +152,13 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       }
       req.headers = headers;
       req.rawHeaders = rawHeaders;
-      restorePrototype(req, reqPrototype);
-      restorePrototype(res, resPrototype);
+      if (apps) {
+        setOwnApp(req, apps[0]);
+        setOwnApp(res, apps[1]);
+      } else {
+        restorePrototype(req, reqPrototype);
+        restorePrototype(res, resPrototype);
+      }
       if (error === undefined) resolve();
       else reject(error);
     };
@@ -168,7 +176,14 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
     // Prepended, so that the caller's own finish listeners already see its request restored.
     res.prependOnceListener('finish', onDone);
     res.prependOnceListener('close', onDone);
-    invoke(listener, req, res, next, fail);
+    if (!inPlace) invoke(listener, req, res, next, fail);
+    else {
+      try {
+        handleInPlace(listener, req, res, next);
+      } catch (error) {
+        fail(error);
+      }
+    }
   });
 }
 
@@ -184,9 +199,7 @@ function restorePrototype(object: object, original: object): void {
   if (current === original) return;
   const parent = appOnlyParent(current);
   if (parent !== null && parent === appOnlyParent(original) && !Object.hasOwn(object, 'app')) {
-    // Not enumerable: `app` was no own property before the app ran, and loggers that print
-    // a request's own properties must not dump the whole app.
-    Object.defineProperty(object, 'app', { value: (original as { app?: unknown }).app, writable: true, configurable: true });
+    setOwnApp(object, (original as { app?: unknown }).app);
   } else {
     Object.setPrototypeOf(object, original);
   }
