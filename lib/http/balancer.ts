@@ -17,14 +17,16 @@ export class LeastLoadedBalancer<T extends Balanced> {
     private readonly load: (item: T) => number,
   ) {}
 
-  pick(exclude: ReadonlySet<T> = new Set()): T | undefined {
+  pick(exclude?: ReadonlySet<T>): T | undefined {
+    // One backend needs no scores (an upstream pool's load takes two walks over its clients).
+    if (this.items.length === 1) return exclude?.has(this.items[0]) ? undefined : this.items[0];
     const now = Date.now();
     const start = this.next++ % this.items.length;
     let best: T | undefined;
     let bestScore = Infinity;
     for (let i = 0; i < this.items.length; i++) {
       const item = this.items[(start + i) % this.items.length];
-      if (exclude.has(item)) continue;
+      if (exclude?.has(item)) continue;
       const score = this.load(item) + (item.downUntil > now ? 1e9 : 0);
       if (score < bestScore) {
         best = item;
