@@ -1,7 +1,7 @@
 import { Controller, Get, Module, Req, Res } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import express from 'express';
-import { GatewayModule, GatewayService, MountGateway, pathInfoOf } from 'nest-gateway';
+import { createRequestListener, GatewayModule, GatewayService, MountGateway, pathInfoOf } from 'nest-gateway';
 import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
@@ -240,6 +240,70 @@ describe('The server under GatewayModule', () => {
       expect(atRoute.plain.reqFast).toBe(v8Major >= 13);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('A host server serving a Nest app through createRequestListener', () => {
+  @Controller('embedded')
+  class EmbeddedController {
+    @Get()
+    embedded(@Req() req: IncomingMessage) {
+      return { fast: hasFastProperties(req) };
+    }
+  }
+  /** No GatewayModule: the listener alone does it. */
+  @Module({ controllers: [EmbeddedController] })
+  class EmbeddedModule {}
+
+  const listen = async (server: Server) => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+  const prototypesAtServer = (server: Server) => {
+    const seen: object[] = [];
+    const emit = server.emit;
+    server.emit = function (this: Server, event: string, ...args: unknown[]) {
+      if (event === 'request') seen.push(Object.getPrototypeOf(args[0]) as object);
+      return emit.apply(this, [event, ...args] as Parameters<Server['emit']>);
+    } as Server['emit'];
+    return seen;
+  };
+
+  it("builds its requests on the app's prototypes when the listener is its only one", async () => {
+    const listener = await createRequestListener(EmbeddedModule);
+    const server = createServer(listener);
+    const seen = prototypesAtServer(server);
+    try {
+      const url = await listen(server);
+      const answers = [];
+      for (let i = 0; i < 3; i++) answers.push((await request(url).get('/embedded').expect(200)).body);
+      const expressApp = listener.app.getHttpAdapter().getInstance() as { request: object };
+      expect(seen).toEqual([IncomingMessage.prototype, expressApp.request, expressApp.request]);
+      expect(answers.slice(1)).toEqual([{ fast: true }, { fast: true }]);
+    } finally {
+      server.close();
+      await listener.close();
+    }
+  });
+
+  it("leaves a host Express app's server as it is: the host's code sees its own requests", async () => {
+    const listener = await createRequestListener(EmbeddedModule, { prefix: '/nest' });
+    const host = express();
+    host.use('/nest', listener);
+    host.get('/own', (req, res) => res.json({ hostRequest: Object.getPrototypeOf(req) === host.request }));
+    const server = createServer(host);
+    const seen = prototypesAtServer(server);
+    try {
+      const url = await listen(server);
+      for (let i = 0; i < 2; i++) {
+        await request(url).get('/nest/embedded').expect(200);
+        expect((await request(url).get('/own').expect(200)).body).toEqual({ hostRequest: true });
+      }
+      expect(seen).toEqual(Array(4).fill(IncomingMessage.prototype));
+    } finally {
+      server.close();
+      await listener.close();
     }
   });
 });

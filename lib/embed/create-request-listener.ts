@@ -2,6 +2,7 @@ import type { INestApplication, NestApplicationOptions } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nestAppOf, type NestAppSource } from './nest-app-of.js';
 import { trustsPeer } from '../platform/request-info.js';
+import { buildsOnAppPrototypes, passesEveryRequestTo, type AppPrototypes } from '../platform/request-shape.js';
 import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
@@ -40,7 +41,7 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const fixedPrefix = options.prefix === undefined ? undefined : validatePrefix(options.prefix);
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
-  const expressApp = handle as unknown as { get?(setting: string): unknown };
+  const expressApp = handle as unknown as AppPrototypes & { get?(setting: string): unknown };
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
     const prefix = mountPrefixOf(req, fixedPrefix, () => trustsPeer(expressApp, req.socket?.remoteAddress));
     if (prefix) {
@@ -59,8 +60,12 @@ export async function createRequestListener(source: NestAppSource, options: Embe
         rewriteForPrefix(res, prefix, encrypted ? 'https' : 'http', req.headers.host ?? '');
       }
     }
+    // A host server that hands every request to this listener builds them on the app's
+    // prototypes from its second request on, as Nest's own server does under GatewayModule.
+    buildsOnAppPrototypes(req, expressApp);
     handle(req, res);
   };
+  passesEveryRequestTo(listener, expressApp);
   return Object.assign(listener, {
     app,
     close: async () => {

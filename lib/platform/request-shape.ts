@@ -48,6 +48,17 @@ export interface AppPrototypes {
 /** Servers looked at: the app whose prototypes each builds its requests and responses on, if any. */
 const serversOnAppPrototypes = new WeakMap<object, AppPrototypes | null>();
 
+/** Listeners that hand every request to an app unchanged (`createRequestListener`'s), by app. */
+const listenersOfApps = new WeakMap<object, AppPrototypes>();
+
+/**
+ * Declares `listener` a way into `app` alone: a server whose only listener it is may build its
+ * requests on the app's prototypes, as one whose listener is the app itself (`buildsOnAppPrototypes`).
+ */
+export function passesEveryRequestTo(listener: object, app: AppPrototypes): void {
+  listenersOfApps.set(listener, app);
+}
+
 type NodeServer = EventEmitter & Record<symbol, unknown>;
 
 /**
@@ -84,7 +95,7 @@ const REQUEST_EVENTS = new Set<string | symbol>(['request', 'upgrade', 'connect'
  * `req.query = ...` would throw on Express's getter, `req.ip` would answer.
  */
 function passesToApp(event: string | symbol, listener: unknown, app: AppPrototypes): boolean {
-  if (event === 'request') return listener === app;
+  if (event === 'request') return listener === app || (typeof listener === 'function' && listenersOfApps.get(listener) === app);
   // The gateway's own upgrade dispatch hands every upgrade to the app while it is the only one.
   if (event === 'upgrade') return upgradeDispatchTarget(listener) === app;
   return !REQUEST_EVENTS.has(event);
