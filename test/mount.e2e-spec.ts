@@ -278,6 +278,27 @@ describe('the caller request after a mounted app', () => {
   @MountGateway('plain', plain)
   class PlainMount {}
 
+  /** An Express app of Nest's Express with an Express app mounted in it, each with settings of its own. */
+  const parent = express();
+  parent.set('title', 'parent');
+  const child = express();
+  child.set('title', 'child');
+  child.set('query parser', 'extended');
+  child.get('/who', (req, res) => {
+    res.json({ reqApp: req.app === child, resApp: res.app === child, title: req.app.get('title'), query: req.query });
+  });
+  parent.use('/child', child);
+  /** One called as a plain function, which Express lets set its own prototypes too. */
+  const called = express();
+  called.set('title', 'called');
+  called.get('/who', (req, res) => res.json({ reqApp: req.app === called, title: req.app.get('title') }));
+  parent.use('/called', (req, res, next) => called(req, res, next));
+  parent.get('/child/after', (req, res) => {
+    res.json({ reqApp: req.app === parent, resApp: res.app === parent, title: req.app.get('title') });
+  });
+  @MountGateway('parent', parent)
+  class ParentMount {}
+
   /** What Nest's request and response give: read before the app, and on 'finish' after it. */
   const view = (req: Record<string, unknown> & { get(name: string): unknown }, res: Record<string, unknown>) => ({
     url: req.url,
@@ -291,10 +312,12 @@ describe('the caller request after a mounted app', () => {
     tenant: typeof req.tenant,
     brand: typeof res.brand,
     ownKeys: Object.keys(req).includes('app') || Object.keys(res).includes('app'),
+    reqPrototype: Object.getPrototypeOf(req),
+    resPrototype: Object.getPrototypeOf(res),
   });
 
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount, PlainMount] }, (app) => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount, PlainMount, ParentMount] }, (app) => {
       // Nest trusts its proxy; the mounted apps do not (Express's default).
       nestExpress = app.getHttpAdapter().getInstance() as express.Express;
       nestExpress.set('trust proxy', true);
@@ -340,5 +363,21 @@ describe('the caller request after a mounted app', () => {
     const later = await request(s.url).get('/plain/inside').set(forwarded);
     expect(later.body).toMatchObject({ reqApp: true, title: 'plain', late: 'function', sameRequest: false });
     expect(seen[1]).toMatchObject({ after: { reqApp: nestExpress, ip: '203.0.113.9', tenant: 'undefined' } });
+  });
+
+  it('lets an Express app mounted inside such an app see itself, as Express gives it', async () => {
+    seen.length = 0;
+    const inner = await request(s.url).get('/parent/child/who?a[b]=1');
+    expect(inner.body).toEqual({ reqApp: true, resApp: true, title: 'child', query: { a: { b: '1' } } });
+    // Back in the outer app after the inner one passed the request on: the outer app again.
+    const after = await request(s.url).get('/parent/child/after');
+    expect(after.body).toEqual({ reqApp: true, resApp: true, title: 'parent' });
+    expect((await request(s.url).get('/parent/called/who')).body).toEqual({ reqApp: true, title: 'called' });
+    expect(seen).toHaveLength(3);
+    for (const { after: view } of seen as Array<{ after: Record<string, unknown> }>) {
+      expect(view).toMatchObject({ reqApp: nestExpress, resApp: nestExpress, ownKeys: false });
+      expect(view.reqPrototype).toBe(nestExpress?.request);
+      expect(view.resPrototype).toBe(nestExpress?.response);
+    }
   });
 });

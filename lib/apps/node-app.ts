@@ -6,7 +6,7 @@ import { abortWatchOf } from '../http/client-exchange.js';
 import { lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
-import { handleInPlace, handlesInPlace, setOwnApp } from '../platform/express-in-place.js';
+import { handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
 /**
@@ -153,8 +153,8 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       req.headers = headers;
       req.rawHeaders = rawHeaders;
       if (apps) {
-        setOwnApp(req, apps[0]);
-        setOwnApp(res, apps[1]);
+        leaveInPlace(req, apps[0], reqPrototype);
+        leaveInPlace(res, apps[1], resPrototype);
       } else {
         restorePrototype(req, reqPrototype);
         restorePrototype(res, resPrototype);

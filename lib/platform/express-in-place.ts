@@ -40,16 +40,81 @@ export function handleInPlace(app: ExpressApp, req: IncomingMessage, res: Server
   const response = res as ServerResponse & { req?: IncomingMessage; locals?: object };
   request.res = res;
   response.req = req;
-  setOwnApp(req, app);
-  setOwnApp(res, app);
+  setAppInPlace(req, app);
+  setAppInPlace(res, app);
   if (!response.locals) response.locals = Object.create(null) as object;
   app.router.handle(req, res, next);
+}
+
+/**
+ * Ends `handleInPlace` on `object`: `app` is `app` again while the prototype is `prototype`,
+ * which is put back if an Express app inside the mounted one changed it (a sub-app leaves its
+ * parent's `app.request` behind, for instance).
+ */
+export function leaveInPlace(object: object, app: unknown, prototype: object): void {
+  if (Object.getPrototypeOf(object) !== prototype) Object.setPrototypeOf(object, prototype);
+  setAppInPlace(object, app);
 }
 
 /** An own `app`, not enumerable: loggers that print a request's own properties must not dump the app. */
 export function setOwnApp(object: object, app: unknown): void {
   if (Object.hasOwn(object, 'app')) (object as { app?: unknown }).app = app;
   else Object.defineProperty(object, 'app', { value: app, writable: true, configurable: true });
+}
+
+const IN_PLACE = Symbol('nest-gateway.appInPlace');
+
+/** The `app` an object has while its prototype is `prototype`; one per app and prototype. */
+interface InPlaceApp {
+  readonly app: unknown;
+  readonly prototype: object | null;
+}
+
+interface InPlace {
+  [IN_PLACE]?: InPlaceApp;
+}
+
+/**
+ * `app` as Express's prototype change would give it, while the prototype stays: the app, as
+ * long as the prototype is the one it had when the app started. An Express app inside the
+ * mounted one (`app.use('/sub', subApp)`, or one called as middleware) sets its own
+ * `app.request` as prototype, and its `app` must then win, as it does in Express; a plain own
+ * `app` would hide it. Assigning `app` makes a plain own property, as on Express's objects.
+ * Not enumerable: loggers that print a request's own properties must not dump the app.
+ */
+const APP_IN_PLACE: PropertyDescriptor = {
+  get(this: InPlace) {
+    const prototype = Object.getPrototypeOf(this) as object | null;
+    const inPlace = this[IN_PLACE];
+    if (inPlace !== undefined && prototype === inPlace.prototype) return inPlace.app;
+    return prototype === null ? undefined : Reflect.get(prototype, 'app', this);
+  },
+  set(this: InPlace, value: unknown) {
+    this[IN_PLACE] = undefined;
+    Object.defineProperty(this, 'app', { value, writable: true, enumerable: true, configurable: true });
+  },
+  configurable: true,
+};
+
+function setAppInPlace(object: object, app: unknown): void {
+  const holder = object as InPlace;
+  const inPlace = inPlaceApp(app, Object.getPrototypeOf(object) as object | null);
+  if (holder[IN_PLACE] !== undefined) {
+    holder[IN_PLACE] = inPlace;
+    return;
+  }
+  if (Object.hasOwn(object, IN_PLACE)) holder[IN_PLACE] = inPlace;
+  else Object.defineProperty(object, IN_PLACE, { value: inPlace, writable: true, configurable: true });
+  Object.defineProperty(object, 'app', APP_IN_PLACE);
+}
+
+const inPlaceApps = new WeakMap<object, InPlaceApp>();
+
+function inPlaceApp(app: unknown, prototype: object | null): InPlaceApp {
+  if ((typeof app !== 'object' && typeof app !== 'function') || app === null) return { app, prototype };
+  let inPlace = inPlaceApps.get(app);
+  if (inPlace?.prototype !== prototype) inPlaceApps.set(app, (inPlace = { app, prototype }));
+  return inPlace;
 }
 
 function differOnlyInApp(prototype: object | undefined, current: object): boolean {
