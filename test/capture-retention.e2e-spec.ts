@@ -36,6 +36,17 @@ const lateErrorApp = express().get('*path', (req, res) => {
   res.type('text/plain').send('answered');
 });
 
+/** The same, with an error handler of its own, which Express gives the late error to. */
+const handledLate: string[] = [];
+const lateErrorHandlingApp = express()
+  .get('*path', (req, res) => {
+    res.on('finish', () => setImmediate(() => req.next?.(new Error('late and handled'))));
+    res.type('text/plain').send('answered');
+  })
+  .use((error: Error, _req: express.Request, _res: express.Response, _next: express.NextFunction) => {
+    handledLate.push(error.message);
+  });
+
 /** The client's requests, watched without being held. */
 const clientRequests: Array<WeakRef<object>> = [];
 const expressClientRequests: Array<WeakRef<object>> = [];
@@ -52,6 +63,10 @@ class CallingController {
   callExpress(@Req() req: IncomingMessage) {
     expressClientRequests.push(new WeakRef(req));
     return this.gateway.callApp(keepingExpressApp, req, pathInfoOf(req));
+  }
+  @Get('late-handled/*path')
+  callLateHandled(@Req() req: IncomingMessage) {
+    return this.gateway.callApp(lateErrorHandlingApp, req, pathInfoOf(req));
   }
   @Get('late-error/*path')
   callLateError(@Req() req: IncomingMessage) {
@@ -109,5 +124,11 @@ describe('callApp of an app that keeps its request and response', () => {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     expect(s.logger.errors()).toEqual([expect.stringMatching(/failed after sending headers: late trouble/)]);
+  });
+
+  it("gives an error passed to the request's next() after answering to the app's own error handler, as Express does", async () => {
+    expect(await getOnce(`${s.url}/late-handled/x`)).toBe('answered');
+    for (let i = 0; i < 20 && handledLate.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(handledLate).toEqual(['late and handled']);
   });
 });

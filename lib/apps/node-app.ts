@@ -107,23 +107,22 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
     };
     const stopWatching = abortWatchOf(exchange).whenAborted(abort);
-    capture.res.on(
-      'close',
-      onceThenNothing(() => {
-        stopWatching();
-        leaveRouting(inner, exchange);
-      }),
-    );
-
     const fail = (error: unknown) => {
       if (capture.res.headersSent) capture.destroy(lateFailure(exchange.logger, `App ${exchange.name}`, error));
       else reject(error);
     };
-    const next = (error?: unknown) => {
+    const end = finalCallback(exchange, capture.res, (error?: unknown) => {
       if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
       else if (!capture.res.headersSent) reject(notFound(exchange));
-    };
-    invoke(listener, inner, capture.res, next, fail);
+    });
+    capture.res.on(
+      'close',
+      onceThenNothing(() => {
+        stopWatching();
+        end.release();
+      }),
+    );
+    invoke(listener, inner, capture.res, end.next, fail);
   });
 }
 
@@ -251,18 +250,28 @@ function onceThenNothing(fn: () => void): () => void {
 }
 
 /**
- * Once the captured response is closed, the way on that the app's router left on the request
- * (Express's `req.next`: its routing state and, through its final callback, this call) is taken
- * off. An app may keep its request; and where the call's request and response live on like
- * this, V8 tenures the allocation sites of a busy process's first seconds, after which every
- * call promotes about 8 KB (bench/findings.md, eighth round). A late error passed on is still
- * logged, as before.
+ * The final callback given to the app (Express's `next` once its router has nothing more). The
+ * app's router keeps it for as long as the app keeps its request (`req.next` resumes the
+ * routing, and a late error passed to it still reaches the app's own error handlers, as in
+ * Express). So once the captured response is closed it holds nothing of the call: an error
+ * that comes through it then is logged, as the call would have done after sending headers.
+ * Built outside the call's closure scope, which it would otherwise keep whole.
  */
-function leaveRouting(inner: IncomingMessage & { next?: unknown }, exchange: GatewayExchange): void {
-  if (typeof inner.next !== 'function') return;
+function finalCallback(
+  exchange: GatewayExchange,
+  res: ServerResponse,
+  onEnd: (error?: unknown) => void,
+): { next: (error?: unknown) => void; release(): void } {
   const { logger, name } = exchange;
-  inner.next = (error?: unknown) => {
-    if (error !== undefined && error !== 'route' && error !== 'router') lateFailure(logger, `App ${name}`, error);
+  let held: ((error?: unknown) => void) | undefined = onEnd;
+  return {
+    next: (error) => {
+      if (held) held(error);
+      else if (error !== undefined && error !== 'route' && error !== 'router' && res.headersSent) lateFailure(logger, `App ${name}`, error);
+    },
+    release: () => {
+      held = undefined;
+    },
   };
 }
 
