@@ -90,13 +90,14 @@ export class GatewayService implements OnApplicationBootstrap {
    * Resolves as soon as the app has sent its headers; the body follows lazily. Return the
    * result from a handler to send it as is, or change it first.
    */
-  async callApp(
-    app: GatewayAppLike,
-    req: unknown,
-    pathInfo: string,
-    options: CallOptions = {},
-  ): Promise<GatewayResponse> {
-    const gatewayApp = toGatewayApp(app);
+  callApp(app: GatewayAppLike, req: unknown, pathInfo: string, options: CallOptions = {}): Promise<GatewayResponse> {
+    // Not async: each async layer between the app and the caller costs promises and turns.
+    let gatewayApp: GatewayApp;
+    try {
+      gatewayApp = toGatewayApp(app);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const timeout = options.timeout ?? this.options.timeout ?? 0;
     return this.run(req, pathInfo, options, (exchange) => this.callAndShape(gatewayApp, exchange, options, timeout));
   }
@@ -186,15 +187,14 @@ export class GatewayService implements OnApplicationBootstrap {
     }
   }
 
-  private async callAndShape(
-    app: GatewayApp,
-    exchange: GatewayExchange,
-    options: CallOptions,
-    timeout: number,
-  ): Promise<GatewayResponse> {
-    const response = await this.withTimeout(app.call(exchange), exchange, timeout);
-    if (options.rewrite) rewriteResponseHeaders(response.headers, exchange, options.rewrite);
-    return response;
+  private callAndShape(app: GatewayApp, exchange: GatewayExchange, options: CallOptions, timeout: number): Promise<GatewayResponse> {
+    const call = this.withTimeout(app.call(exchange), exchange, timeout);
+    const rewrite = options.rewrite;
+    if (!rewrite) return call;
+    return call.then((response) => {
+      rewriteResponseHeaders(response.headers, exchange, rewrite);
+      return response;
+    });
   }
 
   private createExchange(platformReq: unknown, requestedPathInfo: string, options: CallOptions): ClientExchange {
