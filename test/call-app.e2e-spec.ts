@@ -194,6 +194,24 @@ class FilterController {
     });
   }
 
+  @Get('headers-view/*path')
+  headersView(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    // What libraries that treat req.headers as Node's own object do with it.
+    const view = (inner: IncomingMessage, res: ServerResponse) => {
+      const headers = inner.headers as Record<string, unknown> & { hasOwnProperty(name: string): boolean };
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          plain: Object.getPrototypeOf(headers) === Object.prototype,
+          hasProbe: headers.hasOwnProperty('x-probe'),
+          constructorHeader: headers.constructor,
+          cookie: headers.cookie,
+        }),
+      );
+    };
+    return this.gateway.callApp(view, req, pathInfo);
+  }
+
   @Get('fetch-env/*path')
   fetchEnv(@Req() req: unknown, @PathInfo() pathInfo: string) {
     return this.gateway.callApp(
@@ -394,6 +412,11 @@ describe('GatewayService.callApp', () => {
     expect(res.body.headers['user-agent']).toBeUndefined();
     expect(Buffer.from(res.body.bodyHex, 'hex').toString()).toBe('replacement body');
     expect(res.body.headers['content-length']).toBe('16');
+  });
+
+  it("gives the app headers in an object like Node's own req.headers", async () => {
+    const res = await request(s.url).get('/headers-view/x').set('x-probe', '1').set('constructor', 'c').set('cookie', 'a=1');
+    expect(res.body).toEqual({ plain: true, hasProbe: true, constructorHeader: 'c', cookie: 'a=1' });
   });
 
   it('hands fetch apps the env as second argument and the URL at their own root', async () => {

@@ -64,13 +64,18 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
   return inner;
 }
 
-/** Node's own folding rules: repeats joined with ', ', cookies with '; ', set-cookie as an array. */
+/**
+ * Node's own folding rules: repeats joined with ', ', cookies with '; ', set-cookie as an array.
+ * A plain object, as Node's own `req.headers` is (and as fast): only an own string or array
+ * counts as a repeat, so names such as `constructor` are headers like any other, and
+ * `__proto__` is dropped, as Node does.
+ */
 export function headersFromRaw(raw: readonly string[]): IncomingMessage['headers'] {
-  const headers: Record<string, string | string[]> = Object.create(null);
+  const headers: Record<string, string | string[]> = {};
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     const value = raw[i + 1];
-    const previous = headers[name];
+    const previous = Object.hasOwn(headers, name) ? headers[name] : undefined;
     if (previous === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (Array.isArray(previous)) previous.push(value);
     else headers[name] = previous + (name === 'cookie' ? '; ' : ', ') + value;
