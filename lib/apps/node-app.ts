@@ -7,6 +7,7 @@ import { lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
+import type { AppPrototypes } from '../platform/request-shape.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
 /**
@@ -80,17 +81,12 @@ function appUrl(exchange: GatewayExchange): string {
 }
 
 /**
- * What an Express app gives every request and response as prototype. The captured ones are
- * built on them from the start, which keeps V8's hidden classes shared between requests.
+ * Runs the listener on a request of its own and a captured response, built from the start on
+ * the prototypes an Express app gives its requests and responses, which keeps V8's hidden
+ * classes shared between requests.
  */
-interface ExpressPrototypes {
-  request: object;
-  response: object;
-}
-
-/** Runs the listener on a request of its own and a captured response. */
 function callListener(listener: NodeListener, exchange: GatewayExchange): Promise<GatewayResponse> {
-  const { request, response } = listener as Partial<ExpressPrototypes>;
+  const { request, response } = listener as AppPrototypes;
   const inner = createInnerRequest({
     outer: exchange.req,
     method: exchange.method,

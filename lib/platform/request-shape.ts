@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { types } from 'node:util';
 import { constructorWithPrototype } from '../http/with-prototype.js';
-import { upgradeDispatchTarget } from './upgrade-dispatch.js';
 
 /**
  * Whether V8 gives objects their own hidden class for every property added after a prototype
@@ -48,15 +47,19 @@ export interface AppPrototypes {
 /** Servers looked at: the app whose prototypes each builds its requests and responses on, if any. */
 const serversOnAppPrototypes = new WeakMap<object, AppPrototypes | null>();
 
-/** Listeners that hand every request to an app unchanged (`createRequestListener`'s), by app. */
-const listenersOfApps = new WeakMap<object, AppPrototypes>();
+/**
+ * Listeners that hand every request of their event to an app unchanged: `createRequestListener`'s
+ * ('request'), the gateway's upgrade dispatch ('upgrade').
+ */
+const listenersOfApps = new WeakMap<object, { app: unknown; event: string }>();
 
 /**
- * Declares `listener` a way into `app` alone: a server whose only listener it is may build its
- * requests on the app's prototypes, as one whose listener is the app itself (`buildsOnAppPrototypes`).
+ * Declares `listener` (for `event`) a way into `app` alone: a server whose only such listener it
+ * is may build its requests on the app's prototypes, as one whose listener is the app itself
+ * (`buildsOnAppPrototypes`).
  */
-export function passesEveryRequestTo(listener: object, app: AppPrototypes): void {
-  listenersOfApps.set(listener, app);
+export function passesEveryRequestTo(listener: object, app: unknown, event: 'request' | 'upgrade' = 'request'): void {
+  listenersOfApps.set(listener, { app, event });
 }
 
 type NodeServer = EventEmitter & Record<symbol, unknown>;
@@ -95,10 +98,10 @@ const REQUEST_EVENTS = new Set<string | symbol>(['request', 'upgrade', 'connect'
  * `req.query = ...` would throw on Express's getter, `req.ip` would answer.
  */
 function passesToApp(event: string | symbol, listener: unknown, app: AppPrototypes): boolean {
-  if (event === 'request') return listener === app || (typeof listener === 'function' && listenersOfApps.get(listener) === app);
-  // The gateway's own upgrade dispatch hands every upgrade to the app while it is the only one.
-  if (event === 'upgrade') return upgradeDispatchTarget(listener) === app;
-  return !REQUEST_EVENTS.has(event);
+  if (!REQUEST_EVENTS.has(event)) return true;
+  if (event === 'request' && listener === app) return true;
+  const declared = typeof listener === 'function' ? listenersOfApps.get(listener) : undefined;
+  return declared !== undefined && declared.app === app && declared.event === event;
 }
 
 function servesOnlyApp(server: EventEmitter, app: AppPrototypes): boolean {

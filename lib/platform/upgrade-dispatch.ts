@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { ServerResponse, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { passesEveryRequestTo } from './request-shape.js';
 
 const UPGRADE = Symbol.for('nest-gateway.upgrade');
 
@@ -14,14 +15,6 @@ export interface PendingUpgrade {
 
 export function upgradeOf(req: IncomingMessage): PendingUpgrade | undefined {
   return (req as IncomingMessage & { [UPGRADE]?: PendingUpgrade })[UPGRADE];
-}
-
-/** The request handler (Nest's Express app) each installed 'upgrade' listener hands requests to. */
-const dispatchTargets = new WeakMap<object, unknown>();
-
-/** The handler an 'upgrade' listener installed by `installUpgradeDispatch` hands every request to, if it is one. */
-export function upgradeDispatchTarget(listener: unknown): unknown {
-  return typeof listener === 'function' ? dispatchTargets.get(listener) : undefined;
 }
 
 /**
@@ -61,7 +54,8 @@ export function installUpgradeDispatch(
     Object.defineProperty(req, UPGRADE, { value: upgrade });
     handle(req, res);
   };
-  dispatchTargets.set(listener, handle);
+  // It hands every upgrade to the app while it is the only 'upgrade' listener.
+  passesEveryRequestTo(listener, handle, 'upgrade');
   server.on('upgrade', listener);
 }
 
