@@ -98,6 +98,29 @@ class FilterController {
     return response;
   }
 
+  /** The headers a called app's response comes with; the app names hop-by-hop headers of its own. */
+  @Get('hop-by-hop/:variant')
+  async hopByHop(@Req() req: { params: { variant: string } }) {
+    const own = req.params.variant === 'own';
+    const response = await this.gateway.callApp(
+      (_req: IncomingMessage, res: ServerResponse) => {
+        // With a Connection header of the app's own, Node adds no `Connection: close`.
+        if (own) res.setHeader('connection', 'x-hop-secret, Keep-Alive');
+        res.setHeader('x-hop-secret', 'for the next hop only');
+        res.setHeader('close', 'a header named like the token');
+        res.setHeader('keep-alive', 'timeout=5');
+        res.setHeader('x-kept', '1');
+        res.end('ok');
+      },
+      req,
+      '',
+    );
+    const headers = Object.fromEntries(response.headers);
+    // Framing is Node's business (and differs between the two variants).
+    delete headers['content-length'];
+    return headers;
+  }
+
   @Get('twice/*path')
   async twice(@Req() req: unknown, @PathInfo() pathInfo: string) {
     const first = await this.gateway.callApp(echoListener, req, pathInfo);
@@ -298,6 +321,14 @@ describe('GatewayService.callApp', () => {
     expect(res.headers['x-filtered']).toBe('1');
     expect(res.headers['set-cookie']).toHaveLength(2);
     expect(res.text).toBe('trac at /x for undefined');
+  });
+
+  it("drops the hop-by-hop headers of the app's response, and those its Connection header names", async () => {
+    const own = await request(s.url).get('/hop-by-hop/own');
+    expect(own.body).toEqual({ close: 'a header named like the token', 'x-kept': '1' });
+    // Node's own `Connection: close` names a header too.
+    const node = await request(s.url).get('/hop-by-hop/node');
+    expect(node.body).toEqual({ 'x-hop-secret': 'for the next hop only', 'x-kept': '1' });
   });
 
   it('can call apps twice on one request', async () => {

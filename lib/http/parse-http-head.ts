@@ -23,8 +23,11 @@ export function parseHttpHead(head: string): ParsedHead {
   const secondSpace = statusLine.indexOf(' ', firstSpace + 1);
   const status = Number(statusLine.slice(firstSpace + 1, secondSpace === -1 ? undefined : secondSpace));
   const statusText = secondSpace === -1 ? '' : statusLine.slice(secondSpace + 1);
-  const fields: string[] = [];
+  // Appended as they come; the names a Connection header lists are taken out at the end. It
+  // lists nothing but `close` as a rule (Node's own), and no header is named so as a rule.
+  const headers = new Headers();
   let connection: string | undefined;
+  let namedClose = false;
   while (lineEnd !== -1) {
     const start = lineEnd + 2;
     lineEnd = head.indexOf('\r\n', start);
@@ -34,14 +37,13 @@ export function parseHttpHead(head: string): ParsedHead {
     const name = head.slice(start, colon).toLowerCase();
     const value = head.slice(colon + 1, end).trim();
     if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
-    else fields.push(name, value);
+    else if (!HOP_BY_HOP_HEADERS.has(name)) {
+      if (name === 'close') namedClose = true;
+      headers.append(name, value);
+    }
   }
   const listed = connectionTokens(connection);
-  const headers = new Headers();
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i];
-    if (!HOP_BY_HOP_HEADERS.has(name) && !listed.includes(name)) headers.append(name, fields[i + 1]);
-  }
+  if (listed !== CLOSE || namedClose) for (const name of listed) headers.delete(name);
   return { status, statusText, headers };
 }
 

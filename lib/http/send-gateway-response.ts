@@ -10,15 +10,29 @@ import type { GatewayResponse } from './gateway-response.js';
  * Resolves when the body is sent; if the body breaks, the connection is destroyed so the
  * client sees a broken response rather than a truncated success.
  */
-export async function sendGatewayResponse(response: GatewayResponse, res: ServerResponse): Promise<void> {
+export function sendGatewayResponse(response: GatewayResponse, res: ServerResponse): Promise<void> {
+  try {
+    return sendOrStream(response, res) ?? SENT;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+const SENT = Promise.resolve();
+
+/**
+ * `sendGatewayResponse`, except that a response sent at once (no body, or one already whole in
+ * memory: the usual captured answer) returns undefined instead of a promise, and a response that
+ * cannot be sent throws. This runs for every returned response: a promise less, and no turn.
+ */
+export function sendOrStream(response: GatewayResponse, res: ServerResponse): Promise<void> | undefined {
   if (res.headersSent) throw new Error('Cannot send a GatewayResponse: headers were already sent');
-  setResponseHead(response, res);
+  const declared = setResponseHead(response, res);
   const body = response.body;
   if (!body) {
     res.end();
-    return;
+    return undefined;
   }
-  const declared = response.headers.get('content-length');
   const length = declared !== null && /^\d+$/.test(declared) && carriesBody(res) ? Number(declared) : undefined;
   // The app's whole body is already here (a captured Express response, a CGI answer that came
   // with its head, a string set by a filter): one write, and Node adds Content-Length if the
@@ -26,26 +40,33 @@ export async function sendGatewayResponse(response: GatewayResponse, res: Server
   const whole = length !== undefined || (declared === null && !res.hasHeader('transfer-encoding')) ? takeWholeBody(body, length) : undefined;
   if (whole) {
     res.end(whole);
-    return;
+    return undefined;
   }
-  try {
-    await pump(body, res, length);
-  } catch (error) {
+  return pump(body, res, length).catch((error: unknown) => {
     if (!(error instanceof BodyOverflowError)) res.destroy(error as Error);
     throw error;
-  }
+  });
 }
 
-/** Status, reason phrase and every header, each Set-Cookie on its own, onto a response not yet sent. */
-export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): void {
+/**
+ * Status, reason phrase and every header, each Set-Cookie on its own, onto a response not yet
+ * sent. Returns the Content-Length the headers give, or null: read in the same pass, as each
+ * lookup in a `Headers` costs about as much as setting a header.
+ */
+export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
   res.statusCode = head.status;
   res.statusMessage = head.statusText;
   let cookies = false;
+  let contentLength: string | null = null;
   for (const [name, value] of head.headers) {
     if (name === 'set-cookie') cookies = true;
-    else res.setHeader(name, value);
+    else {
+      if (name === 'content-length') contentLength = value;
+      res.setHeader(name, value);
+    }
   }
   if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
+  return contentLength;
 }
 
 /** The app's body was longer than its Content-Length: the client got exactly that many bytes. */

@@ -1,7 +1,8 @@
 import type { Logger } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
+import type { ServerResponse } from 'node:http';
 import { GatewayResponse } from '../http/gateway-response.js';
-import { sendGatewayResponse } from '../http/send-gateway-response.js';
+import { sendOrStream } from '../http/send-gateway-response.js';
 import { rawResponse } from './request-info.js';
 
 /** Returned by a mount handler whose app already answered on the client's response. */
@@ -23,14 +24,20 @@ export function hookAdapterReply(adapter: AbstractHttpAdapter, logger: Logger): 
     if (body === ALREADY_SENT) return;
     if (GatewayResponse.isGatewayResponse(body)) {
       const res = rawResponse(response);
-      sendGatewayResponse(body, res).catch((error: NodeJS.ErrnoException) => {
-        // A client that goes away is routine; a body that breaks is worth a line.
-        if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-          logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
-        }
-      });
+      try {
+        sendOrStream(body, res)?.catch((error: NodeJS.ErrnoException) => reportBroken(logger, res, error));
+      } catch (error) {
+        reportBroken(logger, res, error as NodeJS.ErrnoException);
+      }
       return;
     }
     return reply(response, body, statusCode);
   };
+}
+
+/** A client that goes away is routine; a body that breaks is worth a line. */
+function reportBroken(logger: Logger, res: ServerResponse, error: NodeJS.ErrnoException): void {
+  if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+    logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
+  }
 }
