@@ -105,7 +105,8 @@ class FilterController {
     const response = await this.gateway.callApp(
       (_req: IncomingMessage, res: ServerResponse) => {
         // With a Connection header of the app's own, Node adds no `Connection: close`.
-        if (own) res.setHeader('connection', 'x-hop-secret, Keep-Alive');
+        // Node lets an app put any text there; what is not a token names no header.
+        if (own) res.setHeader('connection', 'x-hop-secret, Keep-Alive, not a token, a/b');
         res.setHeader('x-hop-secret', 'for the next hop only');
         res.setHeader('close', 'a header named like the token');
         res.setHeader('keep-alive', 'timeout=5');

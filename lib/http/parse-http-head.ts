@@ -47,14 +47,19 @@ export function parseHttpHead(head: string): ParsedHead {
   return { status, statusText, headers };
 }
 
-/** The header names a Connection header lists. */
+/**
+ * The header names a Connection header lists. What is not a token names no header (and
+ * `Headers.delete` would throw on it): Node lets an app send any text there.
+ */
 function connectionTokens(connection: string | undefined): readonly string[] {
   if (!connection) return NOTHING;
   if (connection === 'close') return CLOSE;
   const names: string[] = [];
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase();
-    if (name) names.push(name);
+    if (TOKEN.test(name)) names.push(name);
   }
   return names;
 }
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
