@@ -122,6 +122,19 @@ class FilterController {
     return headers;
   }
 
+  /** A header that ends in 'à': with a string body, Node writes the head as UTF-8, 'à' as C3 A0. */
+  @Get('utf8-header')
+  utf8Header(@Req() req: unknown) {
+    return this.gateway.callApp(
+      (_req: IncomingMessage, res: ServerResponse) => {
+        res.setHeader('x-title', 'voilà');
+        res.end('ok');
+      },
+      req,
+      '',
+    );
+  }
+
   @Get('twice/*path')
   async twice(@Req() req: unknown, @PathInfo() pathInfo: string) {
     const first = await this.gateway.callApp(echoListener, req, pathInfo);
@@ -330,6 +343,17 @@ describe('GatewayService.callApp', () => {
     // Node's own `Connection: close` names a header too.
     const node = await request(s.url).get('/hop-by-hop/node');
     expect(node.body).toEqual({ 'x-hop-secret': 'for the next hop only', 'x-kept': '1' });
+  });
+
+  it("passes a header value's bytes on as they are, a last byte A0 (of a UTF-8 'à') included", async () => {
+    const value = await new Promise<string | undefined>((resolve, reject) => {
+      http.get(`${s.url}/utf8-header`, (r) => {
+        r.resume();
+        resolve(r.headers['x-title'] as string | undefined);
+      }).on('error', reject);
+    });
+    // The bytes the app sent, as Node's client reads them (latin1): C3 A0, not whitespace in HTTP.
+    expect(value).toBe('voil\u00c3\u00a0');
   });
 
   it('can call apps twice on one request', async () => {

@@ -35,7 +35,7 @@ export function parseHttpHead(head: string): ParsedHead {
     const colon = head.indexOf(':', start);
     if (colon <= start || colon >= end) continue;
     const name = head.slice(start, colon).toLowerCase();
-    const value = head.slice(colon + 1, end).trim();
+    const value = withoutOws(head, colon + 1, end);
     if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
     else if (!HOP_BY_HOP_HEADERS.has(name)) {
       if (name === 'close') namedClose = true;
@@ -63,3 +63,15 @@ function connectionTokens(connection: string | undefined): readonly string[] {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+/**
+ * `text` from `start` to `end` without the spaces and tabs around it (RFC 9110 OWS). Not
+ * `String.prototype.trim`: the head is latin1 text, and trim would also take a byte A0 (NBSP)
+ * off, the last byte of a UTF-8 'à' an app put in a header.
+ */
+function withoutOws(text: string, start: number, end: number): string {
+  let code: number;
+  while (start < end && ((code = text.charCodeAt(start)) === 32 || code === 9)) start++;
+  while (end > start && ((code = text.charCodeAt(end - 1)) === 32 || code === 9)) end--;
+  return text.slice(start, end);
+}
