@@ -135,6 +135,23 @@ class FilterController {
     );
   }
 
+  /** A caller that puts a control character in a header: `Headers` takes it, Node refuses to send it. */
+  @Get('unsendable-header/*path')
+  async unsendableHeader(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(
+      (_req: IncomingMessage, res: ServerResponse) => {
+        res.on('close', () => closedResponses.push('unsendable'));
+        res.setHeader('content-type', 'text/plain');
+        res.setHeader('x-app', 'kept off the error');
+        res.write('a body that is never sent');
+      },
+      req,
+      pathInfo,
+    );
+    response.headers.set('x-note', 'bell \x07 in it');
+    return response;
+  }
+
   @Get('twice/*path')
   async twice(@Req() req: unknown, @PathInfo() pathInfo: string) {
     const first = await this.gateway.callApp(echoListener, req, pathInfo);
@@ -354,6 +371,15 @@ describe('GatewayService.callApp', () => {
     });
     // The bytes the app sent, as Node's client reads them (latin1): C3 A0, not whitespace in HTTP.
     expect(value).toBe('voil\u00c3\u00a0');
+  });
+
+  it("answers 500 when a header of the response is one Node refuses to send, and closes the app's response", async () => {
+    const res = await request(s.url).get('/unsendable-header/x').timeout(5000);
+    expect(res.status).toBe(500);
+    expect(res.headers['x-app']).toBeUndefined();
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    await waitFor(() => closedResponses.includes('unsendable'), 2000, 'the app to see its response closed');
+    expect(s.logger.errors().join('\n')).toMatch(/Invalid character in header content \["x-note"\]/);
   });
 
   it('can call apps twice on one request', async () => {

@@ -182,6 +182,13 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
     headers.append('set-cookie', 'b=2; Path=/');
     return new Response('all at once', { headers });
   },
+  /** A header `Headers` takes and Node refuses to send (a control character). */
+  '/unsendable-whole'() {
+    return new Response('never sent', { headers: { 'x-note': 'bell \x07 in it' } });
+  },
+  '/unsendable-streamed'(request) {
+    return new Response(endless(probeOf(request)), { headers: { 'x-note': 'bell \x07 in it' } });
+  },
   '/too-long'() {
     return new Response('hello', { headers: { 'content-length': '3' } });
   },
@@ -421,6 +428,16 @@ describe('fetch apps', () => {
       expect(res.headers['x-extra']).toBe('kept');
       expect(res.headers['content-type']).toBe('text/plain');
       expect(res.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
+    });
+
+    it('answers 500 for a header Node refuses to send, and cancels a streamed body', async () => {
+      const whole = await within(send(`${s.url}${prefix}/unsendable-whole`), 3000, 'an answer');
+      expect(whole.status).toBe(500);
+      expect(whole.headers['x-note']).toBeUndefined();
+      const [id, probe] = newProbe();
+      const streamed = await within(send(`${s.url}${prefix}/unsendable-streamed`, { headers: { 'x-probe': id } }), 3000, 'an answer');
+      expect(streamed.status).toBe(500);
+      await probe.seen('cancel');
     });
 
     it('sends exactly the declared Content-Length of a longer body', async () => {

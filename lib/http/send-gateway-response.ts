@@ -7,23 +7,13 @@ import type { GatewayResponse } from './gateway-response.js';
  * Sends a GatewayResponse on a client's response as is: status, reason phrase, every header
  * (each Set-Cookie separately), and the body streamed with backpressure. Headers already set
  * on `res` (by CORS middleware or `@Header()`) stay unless the response overrides them.
- * Resolves when the body is sent; if the body breaks, the connection is destroyed so the
- * client sees a broken response rather than a truncated success.
- */
-export function sendGatewayResponse(response: GatewayResponse, res: ServerResponse): Promise<void> {
-  try {
-    return sendOrStream(response, res) ?? SENT;
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}
-
-const SENT = Promise.resolve();
-
-/**
- * `sendGatewayResponse`, except that a response sent at once (no body, or one already whole in
- * memory: the usual captured answer) returns undefined instead of a promise, and a response that
- * cannot be sent throws. This runs for every returned response: a promise less, and no turn.
+ *
+ * A response that goes out at once (no body, or one already whole in memory: the usual
+ * captured answer) returns undefined: this runs for every returned response, and a promise
+ * less is a turn less. A streamed body returns a promise of its end; if the body breaks, the
+ * connection is destroyed so the client sees a broken response rather than a truncated
+ * success, and the promise rejects. Throws, with nothing sent, when headers were sent already
+ * or Node refuses a header.
  */
 export function sendOrStream(response: GatewayResponse, res: ServerResponse): Promise<void> | undefined {
   if (res.headersSent) throw new Error('Cannot send a GatewayResponse: headers were already sent');
@@ -51,21 +41,28 @@ export function sendOrStream(response: GatewayResponse, res: ServerResponse): Pr
 /**
  * Status, reason phrase and every header, each Set-Cookie on its own, onto a response not yet
  * sent. Returns the Content-Length the headers give, or null: read in the same pass, as each
- * lookup in a `Headers` costs about as much as setting a header.
+ * lookup in a `Headers` costs about as much as setting a header. Throws if Node refuses a
+ * header that `Headers` took (a control character in a value): the response then keeps its
+ * status and none of the headers of these names, for an error to be answered on it instead.
  */
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
-  res.statusCode = head.status;
-  res.statusMessage = head.statusText;
   let cookies = false;
   let contentLength: string | null = null;
-  for (const [name, value] of head.headers) {
-    if (name === 'set-cookie') cookies = true;
-    else {
-      if (name === 'content-length') contentLength = value;
-      res.setHeader(name, value);
+  try {
+    for (const [name, value] of head.headers) {
+      if (name === 'set-cookie') cookies = true;
+      else {
+        if (name === 'content-length') contentLength = value;
+        res.setHeader(name, value);
+      }
     }
+    if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
+  } catch (error) {
+    for (const name of head.headers.keys()) res.removeHeader(name);
+    throw error;
   }
-  if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
+  res.statusCode = head.status;
+  res.statusMessage = head.statusText;
   return contentLength;
 }
 

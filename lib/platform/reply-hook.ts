@@ -24,11 +24,17 @@ export function hookAdapterReply(adapter: AbstractHttpAdapter, logger: Logger): 
     if (body === ALREADY_SENT) return;
     if (GatewayResponse.isGatewayResponse(body)) {
       const res = rawResponse(response);
+      let sending: Promise<void> | undefined;
       try {
-        sendOrStream(body, res)?.catch((error: NodeJS.ErrnoException) => reportBroken(logger, res, error));
+        sending = sendOrStream(body, res);
       } catch (error) {
-        reportBroken(logger, res, error as NodeJS.ErrnoException);
+        if (res.headersSent) return reportBroken(logger, res, error as NodeJS.ErrnoException);
+        // Nothing went out (Node refused a header): Nest's exception filters answer, as for a
+        // handler of its own whose header Node refuses; the app sees its response closed.
+        body.body?.destroy();
+        throw error;
       }
+      sending?.catch((error: NodeJS.ErrnoException) => reportBroken(logger, res, error));
       return;
     }
     return reply(response, body, statusCode);
