@@ -710,7 +710,11 @@ describe('errors, timeouts and client disconnects', () => {
       await waitFor(() => timeouts() <= baseline.timeouts, 3000, `Timeout count back to ${baseline.timeouts}`).catch(
         () => undefined,
       );
-      expect(snapshot()).toEqual(baseline);
+      const after = snapshot();
+      expect(after.processListeners).toEqual(baseline.processListeners);
+      expect(after.serverListeners).toEqual(baseline.serverListeners);
+      // Fewer is no leak: a timer of the baseline (an idle pool's, a keep-alive's) may have run out.
+      expect(after.timeouts).toBeLessThanOrEqual(baseline.timeouts);
     }, 120_000);
   });
 
