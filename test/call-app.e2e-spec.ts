@@ -16,7 +16,7 @@ import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib
 import request from 'supertest';
 import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
-import { waitFor } from './fixtures/waiting.js';
+import { waitFor, within } from './fixtures/waiting.js';
 
 /** A stand-in for Trac: a login page, cookies, and a Server header of its own. */
 function tracLike(req: IncomingMessage & { gatewayEnv?: Record<string, unknown> }, res: ServerResponse) {
@@ -57,6 +57,20 @@ function compressing(req: IncomingMessage, res: ServerResponse) {
 }
 
 const shutdown = new AbortController();
+
+/** A GET with Node's own client, which refuses a response whose framing it cannot read. */
+function rawGet(url: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
 
 /** Never answers; notes each response that closes. */
 const closedResponses: string[] = [];
@@ -150,6 +164,19 @@ class FilterController {
     );
     response.headers.set('x-note', 'bell \x07 in it');
     return response;
+  }
+
+  /** An app whose Content-Length is no single length (Node sends what it is given). */
+  @Get('odd-length/:value')
+  oddLength(@Req() req: { params: { value: string } }) {
+    return this.gateway.callApp(
+      (_req: IncomingMessage, res: ServerResponse) => {
+        res.setHeader('content-length', req.params.value);
+        res.end('ok');
+      },
+      req,
+      '',
+    );
   }
 
   @Get('twice/*path')
@@ -380,6 +407,20 @@ describe('GatewayService.callApp', () => {
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     await waitFor(() => closedResponses.includes('unsendable'), 2000, 'the app to see its response closed');
     expect(s.logger.errors().join('\n')).toMatch(/Invalid character in header content \["x-note"\]/);
+  });
+
+  it('passes on a Content-Length that repeats one length as that length, and none that is no length', async () => {
+    // Taken off, the body goes out chunked.
+    const cases: Array<[value: string, length: string | undefined, coding: string | undefined]> = [
+      ['2, 2', '2', undefined],
+      ['abc', undefined, 'chunked'],
+      ['2, 3', undefined, 'chunked'],
+    ];
+    for (const [value, length, coding] of cases) {
+      const res = await within(rawGet(`${s.url}/odd-length/${encodeURIComponent(value)}`), 3000, `an answer for ${value}`);
+      const framing = [res.headers['content-length'], res.headers['transfer-encoding']];
+      expect([value, res.status, ...framing, res.body]).toEqual([value, 200, length, coding, 'ok']);
+    }
   });
 
   it('can call apps twice on one request', async () => {

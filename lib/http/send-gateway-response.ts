@@ -17,13 +17,13 @@ import type { GatewayResponse } from './gateway-response.js';
  */
 export function sendOrStream(response: GatewayResponse, res: ServerResponse): Promise<void> | undefined {
   if (res.headersSent) throw new Error('Cannot send a GatewayResponse: headers were already sent');
-  const declared = setResponseHead(response, res);
+  const declared = announcedLength(setResponseHead(response, res), res);
   const body = response.body;
   if (!body) {
     res.end();
     return undefined;
   }
-  const length = declared !== null && /^\d+$/.test(declared) && carriesBody(res) ? Number(declared) : undefined;
+  const length = declared !== null && carriesBody(res) ? declared : undefined;
   // The app's whole body is already here (a captured Express response, a CGI answer that came
   // with its head, a string set by a filter): one write, and Node adds Content-Length if the
   // app did not send one.
@@ -146,6 +146,31 @@ function pump(body: Readable, res: ServerResponse, length: number | undefined): 
     if (body.readableEnded) onEnd();
   });
 }
+
+/**
+ * The length a Content-Length header announces, or null for none. A list of one length
+ * repeated (`5, 5`, two headers folded) is that length (RFC 9110, 8.6); anything else that is
+ * no length is taken off, and Node frames the body instead: passed on, it would leave the
+ * client unable to tell where the body ends.
+ */
+function announcedLength(value: string | null, res: ServerResponse): number | null {
+  if (value === null) return null;
+  if (DIGITS.test(value)) {
+    const length = Number(value);
+    if (Number.isSafeInteger(length)) return length;
+  } else {
+    const lengths = new Set(value.split(',').map((part) => part.trim()));
+    const [only] = lengths;
+    if (lengths.size === 1 && DIGITS.test(only) && Number.isSafeInteger(Number(only))) {
+      res.setHeader('content-length', only);
+      return Number(only);
+    }
+  }
+  res.removeHeader('content-length');
+  return null;
+}
+
+const DIGITS = /^\d+$/;
 
 /** Responses to HEAD, 1xx, 204 and 304 have no body on the wire, whatever Content-Length says. */
 function carriesBody(res: ServerResponse): boolean {
