@@ -166,6 +166,28 @@ class FilterController {
     return response;
   }
 
+  /**
+   * As above, with headers on the client's response already (CORS middleware's, a cookie) that
+   * the app's response overrides, and a Date of the app's.
+   */
+  @Get('unsendable-over-cors')
+  async unsendableOverCors(@Req() req: unknown, @Res({ passthrough: true }) res: Response) {
+    res.setHeader('access-control-allow-origin', 'https://client.example');
+    res.cookie('session', 'kept');
+    const response = await this.gateway.callApp(
+      (_req: IncomingMessage, appRes: ServerResponse) => {
+        appRes.setHeader('access-control-allow-origin', '*');
+        appRes.setHeader('set-cookie', 'app=1');
+        appRes.end('never sent');
+      },
+      req,
+      '',
+    );
+    response.headers.set('date', 'Fri, 01 Jan 1999 00:00:00 GMT');
+    response.headers.set('x-note', 'bell \x07 in it');
+    return response;
+  }
+
   /** An app whose Content-Length is no single length (Node sends what it is given). */
   @Get('odd-length/:value')
   oddLength(@Req() req: { params: { value: string } }) {
@@ -407,6 +429,17 @@ describe('GatewayService.callApp', () => {
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     await waitFor(() => closedResponses.includes('unsendable'), 2000, 'the app to see its response closed');
     expect(s.logger.errors().join('\n')).toMatch(/Invalid character in header content \["x-note"\]/);
+  });
+
+  it("answers that 500 with the client's response's own headers, as before the app's response overrode them", async () => {
+    const res = await within(rawGet(`${s.url}/unsendable-over-cors`), 3000, 'an answer');
+    expect(res.status).toBe(500);
+    expect(res.headers['access-control-allow-origin']).toBe('https://client.example');
+    expect(res.headers['set-cookie']).toEqual([expect.stringMatching(/^session=kept;/)]);
+    // Node's own Date, not the app's, and not none.
+    expect(res.headers['date']).toMatch(/GMT$/);
+    expect(res.headers['date']).not.toMatch(/1999/);
+    expect(res.headers['x-note']).toBeUndefined();
   });
 
   it('passes on a Content-Length that repeats one length as that length, and none that is no length', async () => {

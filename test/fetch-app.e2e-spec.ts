@@ -189,6 +189,14 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
   '/unsendable-streamed'(request) {
     return new Response(endless(probeOf(request)), { headers: { 'x-note': 'bell \x07 in it' } });
   },
+  /** Two Content-Length headers of one length, folded into a list. */
+  '/listed-length'(request) {
+    return new Response(request.method === 'HEAD' ? null : 'hello', { headers: { 'content-length': '5, 5' } });
+  },
+  /** Framing twice over: Transfer-Encoding and a Content-Length. */
+  '/chunked-and-length'() {
+    return new Response('hello', { headers: { 'transfer-encoding': 'chunked', 'content-length': '5' } });
+  },
   '/too-long'() {
     return new Response('hello', { headers: { 'content-length': '3' } });
   },
@@ -438,6 +446,28 @@ describe('fetch apps', () => {
       const streamed = await within(send(`${s.url}${prefix}/unsendable-streamed`, { headers: { 'x-probe': id } }), 3000, 'an answer');
       expect(streamed.status).toBe(500);
       await probe.seen('cancel');
+    });
+
+    it('sends a Content-Length of one repeated length as that length, for GET and HEAD alike', async () => {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await within(send(`${s.url}${prefix}/listed-length`, { method }), 3000, `an answer to ${method}`);
+        expect([method, res.status, res.headers['content-length'], res.body.toString()]).toEqual([
+          method,
+          200,
+          '5',
+          method === 'HEAD' ? '' : 'hello',
+        ]);
+      }
+    });
+
+    it('sends no Content-Length beside a Transfer-Encoding', async () => {
+      const res = await within(send(`${s.url}${prefix}/chunked-and-length`), 3000, 'an answer');
+      expect([res.status, res.headers['content-length'], res.headers['transfer-encoding'], res.body.toString()]).toEqual([
+        200,
+        undefined,
+        'chunked',
+        'hello',
+      ]);
     });
 
     it('sends exactly the declared Content-Length of a longer body', async () => {

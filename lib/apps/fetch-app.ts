@@ -122,7 +122,10 @@ function concatChunksIfComplete(body: BodyStart): Buffer | undefined {
  */
 function canSendAtOnce(headers: Headers, body: Buffer | undefined, res: ServerResponse): boolean {
   if (res.headersSent) return false;
-  if (!body) return true;
   const declared = headers.get('content-length');
-  return declared === null || declared === String(body.length);
+  if (declared === null) return true;
+  // A Content-Length that is no plain length (`5, 5`, on a HEAD answer say), or one beside a
+  // Transfer-Encoding, is put right there.
+  if (headers.has('transfer-encoding')) return false;
+  return body ? declared === String(body.length) : declared === String(Number(declared));
 }

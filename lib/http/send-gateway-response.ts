@@ -43,11 +43,15 @@ export function sendOrStream(response: GatewayResponse, res: ServerResponse): Pr
  * sent. Returns the Content-Length the headers give, or null: read in the same pass, as each
  * lookup in a `Headers` costs about as much as setting a header. Throws if Node refuses a
  * header that `Headers` took (a control character in a value): the response then keeps its
- * status and none of the headers of these names, for an error to be answered on it instead.
+ * status and, for the names of these headers, what it had before (none, a CORS header), for
+ * an error to be answered on it instead.
  */
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
   let cookies = false;
   let contentLength: string | null = null;
+  // What the response had before (CORS headers, a cookie, `@Header()`): put back if Node
+  // refuses a header, so that the error answered instead goes out with them.
+  const before = res.getHeaders();
   try {
     for (const [name, value] of head.headers) {
       if (name === 'set-cookie') cookies = true;
@@ -58,7 +62,14 @@ export function setResponseHead(head: { status: number; statusText: string; head
     }
     if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
   } catch (error) {
-    for (const name of head.headers.keys()) res.removeHeader(name);
+    // removeHeader('date') would also stop Node from adding a Date of its own.
+    const sendDate = res.sendDate;
+    for (const name of head.headers.keys()) {
+      const previous = before[name];
+      if (previous === undefined) res.removeHeader(name);
+      else res.setHeader(name, previous);
+    }
+    res.sendDate = sendDate;
     throw error;
   }
   res.statusCode = head.status;
@@ -150,11 +161,17 @@ function pump(body: Readable, res: ServerResponse, length: number | undefined): 
 /**
  * The length a Content-Length header announces, or null for none. A list of one length
  * repeated (`5, 5`, two headers folded) is that length (RFC 9110, 8.6); anything else that is
- * no length is taken off, and Node frames the body instead: passed on, it would leave the
- * client unable to tell where the body ends.
+ * no length, or one beside a Transfer-Encoding, is taken off, and Node frames the body
+ * instead: passed on, it would leave the client unable to tell where the body ends.
  */
 function announcedLength(value: string | null, res: ServerResponse): number | null {
   if (value === null) return null;
+  // Transfer-Encoding frames the body: a Content-Length beside it must not go out (RFC 9112,
+  // 6.1), and clients refuse a response with both.
+  if (res.hasHeader('transfer-encoding')) {
+    res.removeHeader('content-length');
+    return null;
+  }
   if (DIGITS.test(value)) {
     const length = Number(value);
     if (Number.isSafeInteger(length)) return length;
