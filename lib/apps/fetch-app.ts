@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { createRequest } from '../http/lazy-request.js';
-import { sendOrStream, setResponseHead } from '../http/send-gateway-response.js';
+import { sendAndReport, setResponseHead } from '../http/send-gateway-response.js';
 import { concatChunks, readAhead, readableFrom, type BodyStart } from '../http/web-body.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -72,20 +72,9 @@ async function serveResponse(response: Response, exchange: GatewayExchange, res:
     headers,
     body: complete ?? (body ? readableFrom(body) : null),
   });
-  let sending: Promise<void> | undefined;
-  try {
-    sending = sendOrStream(gatewayResponse, res);
-  } catch (error) {
-    // Nothing went out (Node refused a header): the mount answers with an error instead.
-    gatewayResponse.body?.destroy();
-    throw error;
-  }
-  await sending?.catch((error: NodeJS.ErrnoException) => {
-    // As for a returned GatewayResponse: a client that goes away is routine.
-    if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-      exchange.logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
-    }
-  });
+  // As for a returned GatewayResponse; nothing sent (Node refused a header), the mount answers
+  // with an error instead.
+  await sendAndReport(gatewayResponse, res, exchange.logger);
 }
 
 /**

@@ -15,7 +15,7 @@ import type { GatewayResponse } from './gateway-response.js';
  * success, and the promise rejects. Throws, with nothing sent, when headers were sent already
  * or Node refuses a header.
  */
-export function sendOrStream(response: GatewayResponse, res: ServerResponse): Promise<void> | undefined {
+function sendOrStream(response: GatewayResponse, res: ServerResponse): Promise<void> | undefined {
   if (res.headersSent) throw new Error('Cannot send a GatewayResponse: headers were already sent');
   const declared = announcedLength(setResponseHead(response, res), res);
   const body = response.body;
@@ -36,6 +36,35 @@ export function sendOrStream(response: GatewayResponse, res: ServerResponse): Pr
     if (!(error instanceof BodyOverflowError)) res.destroy(error as Error);
     throw error;
   });
+}
+
+/**
+ * `sendOrStream` for a response nobody waits on but the client: a body that breaks later is
+ * logged (a client that goes away is routine), and the promise returned, if any, never
+ * rejects. A response that could not be sent at all (Node refused a header) throws, with its
+ * body closed, for an error to be answered instead; one whose headers went out already is
+ * only logged.
+ */
+export function sendAndReport(
+  response: GatewayResponse,
+  res: ServerResponse,
+  logger: { warn(message: string): void },
+): Promise<void> | undefined {
+  let sending: Promise<void> | undefined;
+  try {
+    sending = sendOrStream(response, res);
+  } catch (error) {
+    if (res.headersSent) return void reportBroken(logger, res, error as NodeJS.ErrnoException);
+    response.body?.destroy();
+    throw error;
+  }
+  return sending?.catch((error: NodeJS.ErrnoException) => reportBroken(logger, res, error));
+}
+
+function reportBroken(logger: { warn(message: string): void }, res: ServerResponse, error: NodeJS.ErrnoException): void {
+  if (error.code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+    logger.warn(`Response body for ${res.req?.url ?? 'a request'} broke off: ${error.message}`);
+  }
 }
 
 /**
@@ -172,22 +201,22 @@ function announcedLength(value: string | null, res: ServerResponse): number | nu
     res.removeHeader('content-length');
     return null;
   }
-  if (DIGITS.test(value)) {
-    const length = Number(value);
-    if (Number.isSafeInteger(length)) return length;
-  } else {
-    const lengths = new Set(value.split(',').map((part) => part.trim()));
-    const [only] = lengths;
-    if (lengths.size === 1 && DIGITS.test(only) && Number.isSafeInteger(Number(only))) {
-      res.setHeader('content-length', only);
-      return Number(only);
-    }
-  }
-  res.removeHeader('content-length');
-  return null;
+  const length = lengthOf(value);
+  if (length !== null) return length;
+  const lengths = new Set(value.split(',').map((part) => part.trim()));
+  const [only] = lengths;
+  const listed = lengths.size === 1 ? lengthOf(only) : null;
+  if (listed !== null) res.setHeader('content-length', only);
+  else res.removeHeader('content-length');
+  return listed;
 }
 
-const DIGITS = /^\d+$/;
+/** The number `text` writes in decimal digits alone, if it is one JavaScript holds exactly. */
+function lengthOf(text: string): number | null {
+  if (!/^\d+$/.test(text)) return null;
+  const length = Number(text);
+  return Number.isSafeInteger(length) ? length : null;
+}
 
 /** Responses to HEAD, 1xx, 204 and 304 have no body on the wire, whatever Content-Length says. */
 function carriesBody(res: ServerResponse): boolean {
