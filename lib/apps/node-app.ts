@@ -3,10 +3,10 @@ import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { captureResponseInto } from '../http/capture-response.js';
 import { abortWatchOf } from '../http/client-exchange.js';
-import { lateFailure } from '../http/failures.js';
+import { isNextFailure, lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
-import { handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
+import { addsOnlyApp, handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
 import type { AppPrototypes } from '../platform/request-shape.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
 
@@ -108,7 +108,7 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       else reject(error);
     };
     const end = finalCallback(exchange, capture.res, (error?: unknown) => {
-      if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
+      if (isNextFailure(error)) fail(error);
       else if (!capture.res.headersSent) reject(notFound(exchange));
     });
     capture.res.on(
@@ -165,7 +165,7 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       } else settle(error);
     };
     const next = (error?: unknown) => {
-      if (error !== undefined && error !== 'route' && error !== 'router') fail(error);
+      if (isNextFailure(error)) fail(error);
       else if (!res.headersSent) settle(notFound(exchange));
     };
     // Prepended, so that the caller's own finish listeners already see its request restored.
@@ -206,9 +206,8 @@ const appOnlyParents = new WeakMap<object, object | null>();
 function appOnlyParent(prototype: object): object | null {
   let parent = appOnlyParents.get(prototype);
   if (parent === undefined) {
-    const keys = Reflect.ownKeys(prototype);
-    const app = Object.getOwnPropertyDescriptor(prototype, 'app');
-    parent = keys.length === 1 && app?.writable === true ? (Object.getPrototypeOf(prototype) as object | null) : null;
+    const writable = addsOnlyApp(prototype) && Object.getOwnPropertyDescriptor(prototype, 'app')?.writable === true;
+    parent = writable ? (Object.getPrototypeOf(prototype) as object | null) : null;
     appOnlyParents.set(prototype, parent);
   }
   return parent;
@@ -263,7 +262,7 @@ function finalCallback(
   return {
     next: (error) => {
       if (held) held(error);
-      else if (error !== undefined && error !== 'route' && error !== 'router' && res.headersSent) lateFailure(logger, `App ${name}`, error);
+      else if (isNextFailure(error) && res.headersSent) lateFailure(logger, `App ${name}`, error);
     },
     release: () => {
       held = undefined;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExchange } from '../apps/gateway-app.js';
-import { lateFailure } from '../http/failures.js';
+import { isNextFailure, lateFailure } from '../http/failures.js';
 import { forgetUnreadBody, hasBody, isBodyUntouched, recordBodyReads, restoreContentType } from '../http/request-body.js';
 
 /** Connect/Express middleware: `(req, res, next) => void`. */
@@ -60,7 +60,7 @@ export function runMiddleware(
     };
     res.once('finish', answered).once('close', answered);
     const next = (error?: unknown) => {
-      if (error !== undefined && error !== 'route' && error !== 'router') return fail(error);
+      if (isNextFailure(error)) return fail(error);
       const current = middleware[index++];
       if (!current) return settle(true);
       try {

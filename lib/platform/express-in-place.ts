@@ -126,7 +126,8 @@ function differOnlyInApp(prototype: object | undefined, current: object): boolea
   );
 }
 
-function addsOnlyApp(prototype: object): boolean {
+/** Whether `prototype` has no own property but `app` (as Express's `app.request` and `app.response`). */
+export function addsOnlyApp(prototype: object): boolean {
   const keys = Reflect.ownKeys(prototype);
   return keys.length === 1 && keys[0] === 'app';
 }
