@@ -14,6 +14,7 @@ import { getEventListeners } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
+import { send } from './fixtures/http-client.js';
 import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
@@ -143,6 +144,19 @@ class FilterController {
       (_req: IncomingMessage, res: ServerResponse) => {
         res.setHeader('x-title', 'voilà');
         res.end('ok');
+      },
+      req,
+      '',
+    );
+  }
+
+  /** Headers in an order of the app's own, one of them repeated, and two cookies; returned untouched. */
+  @Get('ordered')
+  ordered(@Req() req: unknown) {
+    return this.gateway.callApp(
+      (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(200, ['Z-Named-Late', '1', 'Set-Cookie', 'a=1', 'X-Repeated', 'a', 'A-Named-Early', '2', 'X-Repeated', 'b', 'Set-Cookie', 'b=2']);
+        res.end('ordered');
       },
       req,
       '',
@@ -420,6 +434,15 @@ describe('GatewayService.callApp', () => {
     });
     // The bytes the app sent, as Node's client reads them (latin1): C3 A0, not whitespace in HTTP.
     expect(value).toBe('voil\u00c3\u00a0');
+  });
+
+  it("keeps the app's header order, joins a repeated header and keeps each cookie apart", async () => {
+    const res = await send(`${s.url}/ordered`);
+    const names = res.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    expect(names.filter((name) => ['z-named-late', 'x-repeated', 'a-named-early'].includes(name))).toEqual(['z-named-late', 'x-repeated', 'a-named-early']);
+    expect(res.headers['x-repeated']).toBe('a, b');
+    expect(res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]))).toEqual(['a=1', 'b=2']);
+    expect(res.body.toString()).toBe('ordered');
   });
 
   it("answers 500 when a header of the response is one Node refuses to send, and closes the app's response", async () => {

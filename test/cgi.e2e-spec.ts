@@ -48,6 +48,7 @@ interface Reply {
   status: number;
   statusMessage: string;
   headers: IncomingHttpHeaders;
+  rawHeaders: string[];
   body: Buffer;
   text: string;
   /** False when the connection broke before the body was complete. */
@@ -98,6 +99,7 @@ function send(url: string, options: SendOptions = {}): Promise<Reply> {
         const all = Buffer.concat(chunks);
         resolve({
           status: res.statusCode ?? 0,
+          rawHeaders: res.rawHeaders,
           statusMessage: res.statusMessage ?? '',
           headers: res.headers,
           body: all,
@@ -592,6 +594,14 @@ describe('cgiApp: script output', () => {
     const reply = await send(`${s.url}/cgi/cookies`);
     expect(reply.status).toBe(200);
     expect(reply.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; HttpOnly', 'c=3']);
+  });
+
+  it("keeps the script's header order and joins a repeated header, whatever its case", async () => {
+    const reply = await send(`${s.url}/cgi/ordered`);
+    const names = reply.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    expect(names.filter((name) => ['z-named-late', 'x-repeated', 'content-type', 'a-named-early'].includes(name))).toEqual(['z-named-late', 'x-repeated', 'content-type', 'a-named-early']);
+    expect(reply.headers['x-repeated']).toBe('a, b');
+    expect(reply.text).toBe('ordered');
   });
 
   it('streams the body: the client gets the first part before the script writes the rest', async () => {

@@ -514,6 +514,8 @@ describe('request and response details', () => {
       if (path === '/cookies') {
         res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/; HttpOnly', 'c=3, with comma; Path=/']);
         res.end('cookies');
+      } else if (path === '/ordered') {
+        res.writeHead(200, ['Z-Named-Late', '1', 'X-Repeated', 'a', 'A-Named-Early', '2', 'X-Repeated', 'b']).end('ordered');
       } else if (path === '/reason') {
         res.writeHead(418, 'Short And Stout', { 'content-type': 'text/plain' }).end('teapot');
       } else if (path === '/no-content') {
@@ -589,6 +591,15 @@ describe('request and response details', () => {
     const res = await send(`${s.url}/node/cookies`);
     const cookies = res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]));
     expect(cookies).toEqual(['a=1; Path=/', 'b=2; Path=/; HttpOnly', 'c=3, with comma; Path=/']);
+  });
+
+  it.each(['/node/ordered', '/calls/pass/ordered'])('keeps the upstream’s header order and joins a repeated header (%s)', async (path) => {
+    const res = await send(`${s.url}${path}`);
+    const names = res.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    const ours = names.filter((name) => ['z-named-late', 'x-repeated', 'a-named-early'].includes(name));
+    expect(ours).toEqual(['z-named-late', 'x-repeated', 'a-named-early']);
+    expect(res.headers['x-repeated']).toBe('a, b');
+    expect(res.body.toString()).toBe('ordered');
   });
 
   it('passes status codes and reason phrases through', async () => {

@@ -3,10 +3,10 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { GatewayExchange } from './gateway-app.js';
 import { brand, type GatewayApp } from './gateway-app.js';
-import { GatewayResponse } from '../http/gateway-response.js';
+import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import { AbortEmitter } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
+import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { createUpstream, UpstreamBalancer, type Upstream } from '../proxy/upstream-pool.js';
@@ -152,17 +152,12 @@ function refuseDotSegments(pathInfo: string): void {
 }
 
 function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayExchange): GatewayResponse {
-  const headers = clientResponseHeaders(response.headers as unknown as Buffer[]);
+  const pairs = clientResponsePairs(response.headers as unknown as Buffer[]);
   const body = response.body;
   // undici errors the body when the upstream dies or stalls mid-body: the client must see a break.
   body.on('error', () => undefined);
   if (exchange.method === 'HEAD') body.resume();
-  return new GatewayResponse({
-    status: response.statusCode,
-    statusText: response.statusText || undefined,
-    headers,
-    body: exchange.method === 'HEAD' ? null : body,
-  });
+  return responseOfHead({ status: response.statusCode, statusText: response.statusText || undefined, pairs }, exchange.method === 'HEAD' ? null : body);
 }
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {

@@ -1,3 +1,4 @@
+import { appendPair, type HeaderPairs, pairValue, withoutPairs } from '../http/header-pairs.js';
 import { HOP_BY_HOP_HEADERS, hopByHopNames } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
@@ -5,7 +6,7 @@ export interface CgiResponseHead {
   status: number;
   /** The reason phrase from `Status:`, when the script gave one. */
   statusText?: string;
-  headers: Headers;
+  pairs: HeaderPairs;
   /** Set for a local redirect (RFC 3875 6.2.2): `Location: /path` without a Status. */
   localRedirect?: string;
 }
@@ -73,7 +74,7 @@ export class CgiHeadParser {
 }
 
 function interpret(lines: readonly string[]): CgiResponseHead {
-  const headers = new Headers();
+  let pairs: HeaderPairs = [];
   let status: number | undefined;
   let statusText: string | undefined;
   const connection: string[] = [];
@@ -95,19 +96,19 @@ function interpret(lines: readonly string[]): CgiResponseHead {
     } else if (lower === 'connection') {
       connection.push(value);
     } else if (!HOP_BY_HOP_HEADERS.has(lower)) {
-      headers.append(name, value);
+      appendPair(pairs, lower, value);
     }
   }
   // Names the script listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
-  for (const name of hopByHopNames(connection.join(','))) headers.delete(name);
-  const location = headers.get('location');
+  if (connection.length > 0) pairs = withoutPairs(pairs, hopByHopNames(connection.join(',')));
+  const location = pairValue(pairs, 'location');
   if (location !== null && status === undefined) {
     const local = location.startsWith('/') && !location.startsWith('//');
-    return { status: 302, headers, localRedirect: local ? location : undefined };
+    return { status: 302, pairs, localRedirect: local ? location : undefined };
   }
   status ??= 200;
-  if (!headers.has('content-type') && location === null && !BODYLESS.has(status)) {
+  if (pairValue(pairs, 'content-type') === null && location === null && !BODYLESS.has(status)) {
     throw new CgiProtocolError('sent neither Content-Type nor Location');
   }
-  return { status, statusText, headers };
+  return { status, statusText, pairs };
 }

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { toError } from '../http/failures.js';
-import { GatewayResponse } from '../http/gateway-response.js';
+import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import { cgiBody, readCgiHead } from './cgi-output.js';
 import { CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
 
@@ -88,7 +88,6 @@ export async function respondFromOutput(
     clearTimeout(headTimer);
   }
 
-  const init = { status: head.status, statusText: head.statusText, headers: head.headers };
   // A short answer, all here with its head: sent in one write, with no stream in between
   // (unless the producer failed at its end, which the streamed body reports, or its end is not
   // known yet: a script that closed its output and works on must not hold its answer back).
@@ -97,7 +96,7 @@ export async function respondFromOutput(
     settled();
     // Even empty: a Content-Length it does not meet must break the response off, as when streamed.
     const body = exchange.method === 'HEAD' ? null : rest;
-    return { head, response: new GatewayResponse({ ...init, body }) };
+    return { head, response: responseOfHead(head, body) };
   }
 
   const stream = cgiBody(rest, output, {
@@ -112,9 +111,9 @@ export async function respondFromOutput(
   if (exchange.method === 'HEAD') {
     // Drained and dropped, under the same idle limit as a body the client reads.
     stream.resume();
-    return { head, response: new GatewayResponse(init) };
+    return { head, response: responseOfHead(head) };
   }
-  return { head, response: new GatewayResponse({ ...init, body: stream }) };
+  return { head, response: responseOfHead(head, stream) };
 }
 
 /** Whether the producer's outcome, if it has one, is known to be a success within `ms`. */

@@ -1,8 +1,7 @@
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { CaptureSocket } from './capture-socket.js';
-import { GatewayResponse } from './gateway-response.js';
-import type { ParsedHead } from './parse-http-head.js';
+import { type GatewayResponse, responseOfHead } from './gateway-response.js';
 import { constructWithPrototype } from './with-prototype.js';
 
 export interface CapturedResponse {
@@ -42,7 +41,7 @@ export function captureResponseInto(
   onError: (error: Error) => void,
   prototype?: object,
 ): CapturedResponse {
-  const socket = new CaptureSocket((head, body) => onResponse(toGatewayResponse(head, body)), onError);
+  const socket = new CaptureSocket((head, body) => onResponse(responseOfHead(head, body)), onError);
   const res = constructWithPrototype(ServerResponse, prototype, req);
   // The outer server adds its own Date and framing; the body reaches us unframed.
   res.sendDate = false;
@@ -84,10 +83,6 @@ const writeUnframedHead = function (this: ServerResponse) {
   this.chunkedEncoding = false;
   return this;
 } as ServerResponse['writeHead'];
-
-function toGatewayResponse(head: ParsedHead, body: Readable): GatewayResponse {
-  return new GatewayResponse({ status: head.status, statusText: head.statusText, headers: head.headers, body });
-}
 
 function emitClose(res: ServerResponse): void {
   res.emit('close');

@@ -3,6 +3,7 @@ import { decodeContent } from './content-coding.js';
 import { readLimited } from './read-body.js';
 import { type BodyInit, knownLength, toReadable } from './body-source.js';
 import { defaultStatusText } from './status-text.js';
+import { type HeaderPairs, headersOfPairs, pairValue } from './header-pairs.js';
 
 const BRAND = Symbol.for('nest-gateway.GatewayResponse');
 
@@ -33,17 +34,20 @@ export interface ReadOptions {
 export class GatewayResponse {
   private _status: number;
   private _statusText: string;
-  private _headers: Headers;
+  /** Built when first read; until then the headers are `_pairs`. */
+  private _headers: Headers | undefined;
+  private _pairs: HeaderPairs | undefined;
   private _body: Readable | null;
   /** The ETag it came with: a new body makes that one weak, not one the caller set since. */
-  private readonly _appEtag: string | null;
+  private _appEtag: string | null;
 
   constructor(init: GatewayResponseInit) {
     this._status = init.status;
     this._statusText = init.statusText ?? defaultStatusText(init.status);
-    this._headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+    if (init.headers === undefined) this._pairs = [];
+    else this._headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
     this._body = toReadable(init.body);
-    this._appEtag = this._headers.get('etag');
+    this._appEtag = this.header('etag');
   }
 
   static isGatewayResponse(value: unknown): value is GatewayResponse {
@@ -75,10 +79,15 @@ export class GatewayResponse {
   }
 
   get headers(): Headers {
+    if (this._headers === undefined) {
+      this._headers = headersOfPairs(this._pairs!);
+      this._pairs = undefined;
+    }
     return this._headers;
   }
   set headers(headers: HeadersInit) {
     this._headers = headers instanceof Headers ? headers : new Headers(headers);
+    this._pairs = undefined;
   }
 
   get body(): Readable | null {
@@ -96,12 +105,13 @@ export class GatewayResponse {
     const previous = this._body;
     this._body = toReadable(body);
     if (previous && previous !== this._body) previous.destroy();
-    this._headers.delete('content-encoding');
-    const etag = this._headers.get('etag');
-    if (etag !== null && etag === this._appEtag && !etag.startsWith('W/')) this._headers.set('etag', `W/${etag}`);
+    const headers = this.headers;
+    headers.delete('content-encoding');
+    const etag = headers.get('etag');
+    if (etag !== null && etag === this._appEtag && !etag.startsWith('W/')) headers.set('etag', `W/${etag}`);
     const length = knownLength(body);
-    if (length === undefined) this._headers.delete('content-length');
-    else this._headers.set('content-length', String(length));
+    if (length === undefined) headers.delete('content-length');
+    else headers.set('content-length', String(length));
   }
 
   /** Replaces status (and optionally reason phrase); returns this for chaining. */
@@ -127,7 +137,12 @@ export class GatewayResponse {
     const limit = options.limit ?? DEFAULT_READ_LIMIT;
     const bytes = await readLimited(this._body, limit);
     this._body = toReadable(bytes);
-    return decodeContent(bytes, this._headers.get('content-encoding'), limit);
+    return decodeContent(bytes, this.header('content-encoding'), limit);
+  }
+
+  /** One header's value, read without building `headers`. */
+  private header(name: string): string | null {
+    return this._headers === undefined ? pairValue(this._pairs!, name) : this._headers.get(name);
   }
 
   async text(options: ReadOptions = {}): Promise<string> {
@@ -137,4 +152,21 @@ export class GatewayResponse {
   async json<T = unknown>(options: ReadOptions = {}): Promise<T> {
     return JSON.parse(await this.text(options)) as T;
   }
+}
+
+/**
+ * A response of the headers a source's parser checked (see HeaderPairs), kept as they are
+ * until something reads `headers`.
+ */
+export function responseOfHead(head: { status: number; statusText?: string; pairs: HeaderPairs }, body?: BodyInit): GatewayResponse {
+  const response = new GatewayResponse({ status: head.status, statusText: head.statusText, body });
+  // Private to the class, not to this module: set here rather than through a public constructor option.
+  response['_pairs'] = head.pairs;
+  response['_appEtag'] = pairValue(head.pairs, 'etag');
+  return response;
+}
+
+/** The headers of a response that nobody has read `headers` of yet, as its source gave them. */
+export function unreadHeaderPairs(response: GatewayResponse): HeaderPairs | undefined {
+  return response instanceof GatewayResponse ? response['_pairs'] : undefined;
 }

@@ -1,14 +1,15 @@
+import { appendPair, type HeaderPairs, withoutPairs } from './header-pairs.js';
 import { HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
 
 export interface ParsedHead {
   status: number;
   statusText: string;
-  headers: Headers;
+  pairs: HeaderPairs;
 }
 
 /** What Node's own `Connection: close` lists, the usual value. */
-const CLOSE: readonly string[] = ['close'];
-const NOTHING: readonly string[] = [];
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+const NOTHING: ReadonlySet<string> = new Set();
 
 /**
  * Parses the status line and header block that Node's ServerResponse serialised
@@ -25,7 +26,7 @@ export function parseHttpHead(head: string): ParsedHead {
   const statusText = secondSpace === -1 ? '' : statusLine.slice(secondSpace + 1);
   // Appended as they come; the names a Connection header lists are taken out at the end. It
   // lists nothing but `close` as a rule (Node's own), and no header is named so as a rule.
-  const headers = new Headers();
+  const pairs: HeaderPairs = [];
   let connection: string | undefined;
   let namedClose = false;
   while (lineEnd !== -1) {
@@ -39,30 +40,20 @@ export function parseHttpHead(head: string): ParsedHead {
     if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
     else if (!HOP_BY_HOP_HEADERS.has(name)) {
       if (name === 'close') namedClose = true;
-      headers.append(name, value);
+      appendPair(pairs, name, value);
     }
   }
   const listed = connectionTokens(connection);
-  if (listed !== CLOSE || namedClose) for (const name of listed) headers.delete(name);
-  return { status, statusText, headers };
+  const dropsAny = listed === CLOSE ? namedClose : listed.size > 0;
+  return { status, statusText, pairs: dropsAny ? withoutPairs(pairs, listed) : pairs };
 }
 
-/**
- * The header names a Connection header lists. What is not a token names no header (and
- * `Headers.delete` would throw on it): Node lets an app send any text there.
- */
-function connectionTokens(connection: string | undefined): readonly string[] {
+/** The header names a Connection header lists (Node lets an app send any text there). */
+function connectionTokens(connection: string | undefined): ReadonlySet<string> {
   if (!connection) return NOTHING;
   if (connection === 'close') return CLOSE;
-  const names: string[] = [];
-  for (const token of connection.split(',')) {
-    const name = token.trim().toLowerCase();
-    if (TOKEN.test(name)) names.push(name);
-  }
-  return names;
+  return new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
 }
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 /**
  * `text` from `start` to `end` without the spaces and tabs around it (RFC 9110 OWS). Not

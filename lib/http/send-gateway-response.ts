@@ -1,7 +1,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { brokenOffReason, takeWholeBody } from './body-source.js';
-import type { GatewayResponse } from './gateway-response.js';
+import { GatewayResponse, unreadHeaderPairs } from './gateway-response.js';
+import type { HeaderPairs } from './header-pairs.js';
 
 /**
  * Sends a GatewayResponse on a client's response as is: status, reason phrase, every header
@@ -76,24 +77,19 @@ function reportBroken(logger: { warn(message: string): void }, res: ServerRespon
  * an error to be answered on it instead.
  */
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
-  let cookies = false;
-  let contentLength: string | null = null;
+  // A response whose headers nobody has read sends them as its source gave them, without
+  // ever building a Headers.
+  const pairs = head instanceof GatewayResponse ? unreadHeaderPairs(head) : undefined;
   // What the response had before (CORS headers, a cookie, `@Header()`): put back if Node
   // refuses a header, so that the error answered instead goes out with them.
   const before = res.getHeaders();
+  let contentLength: string | null;
   try {
-    for (const [name, value] of head.headers) {
-      if (name === 'set-cookie') cookies = true;
-      else {
-        if (name === 'content-length') contentLength = value;
-        res.setHeader(name, value);
-      }
-    }
-    if (cookies) res.setHeader('set-cookie', head.headers.getSetCookie());
+    contentLength = pairs ? setPairs(pairs, res) : setHeaders(head.headers, res);
   } catch (error) {
     // removeHeader('date') would also stop Node from adding a Date of its own.
     const sendDate = res.sendDate;
-    for (const name of head.headers.keys()) {
+    for (const name of pairs ? pairs.filter((_, i) => i % 2 === 0) : head.headers.keys()) {
       const previous = before[name];
       if (previous === undefined) res.removeHeader(name);
       else res.setHeader(name, previous);
@@ -103,6 +99,35 @@ export function setResponseHead(head: { status: number; statusText: string; head
   }
   res.statusCode = head.status;
   res.statusMessage = head.statusText;
+  return contentLength;
+}
+
+function setHeaders(headers: Headers, res: ServerResponse): string | null {
+  let cookies = false;
+  let contentLength: string | null = null;
+  for (const [name, value] of headers) {
+    if (name === 'set-cookie') cookies = true;
+    else {
+      if (name === 'content-length') contentLength = value;
+      res.setHeader(name, value);
+    }
+  }
+  if (cookies) res.setHeader('set-cookie', headers.getSetCookie());
+  return contentLength;
+}
+
+function setPairs(pairs: HeaderPairs, res: ServerResponse): string | null {
+  let cookies: string[] | undefined;
+  let contentLength: string | null = null;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i];
+    if (name === 'set-cookie') (cookies ??= []).push(pairs[i + 1]);
+    else {
+      if (name === 'content-length') contentLength = pairs[i + 1];
+      res.setHeader(name, pairs[i + 1]);
+    }
+  }
+  if (cookies) res.setHeader('set-cookie', cookies);
   return contentLength;
 }
 

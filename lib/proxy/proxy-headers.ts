@@ -1,4 +1,5 @@
 import type { GatewayExchange } from '../apps/gateway-app.js';
+import { appendPair, type HeaderPairs } from '../http/header-pairs.js';
 import { hopByHopNames } from '../http/hop-by-hop.js';
 
 // undici refuses these request headers (it frames the message itself).
@@ -55,18 +56,18 @@ export function upstreamRequestHeaders(exchange: GatewayExchange, settings: Prox
 }
 
 /** The upstream's response headers for the client: hop-by-hop ones removed, repeats kept. */
-export function clientResponseHeaders(raw: readonly Buffer[] | readonly string[]): Headers {
-  const pairs: Array<[string, string]> = [];
+export function clientResponsePairs(raw: readonly Buffer[] | readonly string[]): HeaderPairs {
+  const pairs: HeaderPairs = [];
   let connection = '';
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString().toLowerCase();
     const item = raw[i + 1];
     const value = typeof item === 'string' ? item : item.toString('latin1');
     if (name === 'connection') connection += value + ',';
-    pairs.push([name, value]);
+    pairs.push(name, value);
   }
   const dropped = hopByHopNames(connection);
-  const headers = new Headers();
-  for (const [name, value] of pairs) if (!dropped.has(name)) headers.append(name, value);
-  return headers;
+  const kept: HeaderPairs = [];
+  for (let i = 0; i < pairs.length; i += 2) if (!dropped.has(pairs[i])) appendPair(kept, pairs[i], pairs[i + 1]);
+  return kept;
 }
