@@ -27,6 +27,11 @@ const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => exists
 const FCGIWRAP = ['/usr/sbin/fcgiwrap'].find((p) => existsSync(p));
 const HPM = existsSync(join(root, 'node_modules/http-proxy-middleware/package.json'));
 const MIB = 1024 * 1024;
+/**
+ * Row 7's context: a first old-generation limit that a booted Nest app does not outgrow, so that
+ * the socket buffers of a big upload do not start a full collection every few megabytes.
+ */
+const BIG_FIRST_OLD_SPACE = '--initial-old-space-size=64';
 const log = (...args) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0)}s]`, ...args);
 const t0 = performance.now();
 
@@ -356,7 +361,10 @@ async function main() {
     streamFloor: await startServer('nest-stream-floor', 'nest-stream-floor.mjs'),
     // Row 7's context: V8 sizing, not the gateway, is what slows big uploads in a Nest process.
     besideNest: await startServer('upstream-beside-nest', 'upstream.mjs', ['--beside-nest']),
-    streamMountSemi: await startServer('nest-stream-mount-semi', 'nest-stream-mount.mjs', [], ['--min-semi-space-size=16']),
+    // The same gateways in Node started with a larger first old-generation limit (bench/findings.md, tenth round).
+    streamMountHeap: await startServer('nest-stream-mount-heap', 'nest-stream-mount.mjs', [], [BIG_FIRST_OLD_SPACE]),
+    streamCallappHeap: await startServer('nest-stream-callapp-heap', 'nest-stream-callapp.mjs', [], [BIG_FIRST_OLD_SPACE]),
+    proxyHeap: await startServer('nest-proxy-heap', 'nest-proxy.mjs', [upstream.base], [BIG_FIRST_OLD_SPACE]),
     ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
   };
   if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
@@ -449,9 +457,11 @@ async function main() {
     { key: 'besideNest', label: 'the same Node listener, direct, in a process that has also booted a Nest app it does not use (context only)', url: `${S.besideNest.base}/stream`, who: S.besideNest, ref: 'direct', context: true },
     { key: 'nestFloor', label: 'the same listener in a Nest controller by hand (`@Res()`, no gateway; context only)', url: `${S.streamFloor.base}/s/stream`, who: S.streamFloor, ref: 'direct', context: true },
     { key: 'mount', label: '`@MountGateway` of the same Node listener', url: `${S.streamMount.base}/s/stream`, who: S.streamMount, ref: 'direct' },
-    { key: 'mountSemi', label: '`@MountGateway` as above, Node started with `--min-semi-space-size=16` (context only)', url: `${S.streamMountSemi.base}/s/stream`, who: S.streamMountSemi, ref: 'direct', context: true },
+    { key: 'mountHeap', label: `\`@MountGateway\` as above, Node started with \`${BIG_FIRST_OLD_SPACE}\` (context only)`, url: `${S.streamMountHeap.base}/s/stream`, who: S.streamMountHeap, ref: 'direct', context: true },
     { key: 'callapp', label: '`callApp` of the same Node listener, response returned', url: `${S.streamCallapp.base}/s/stream`, who: S.streamCallapp, ref: 'direct' },
+    { key: 'callappHeap', label: `\`callApp\` as above, Node started with \`${BIG_FIRST_OLD_SPACE}\` (context only)`, url: `${S.streamCallappHeap.base}/s/stream`, who: S.streamCallappHeap, ref: 'direct', context: true },
     { key: 'proxy', label: '`proxyApp` to the same Node listener (upstream process)', url: `${S.proxy.base}/p/stream`, who: S.proxy, ref: 'direct' },
+    { key: 'proxyHeap', label: `\`proxyApp\` as above, Node started with \`${BIG_FIRST_OLD_SPACE}\` (context only)`, url: `${S.proxyHeap.base}/p/stream`, who: S.proxyHeap, ref: 'direct', context: true },
     ...(apache ? [{ key: 'apacheCgi', label: 'Apache mod_cgid running `bench/fixtures/stream.cgi`', url: `${apache.base}/c/stream.cgi`, who: apache }] : []),
     { key: 'cgi', label: '`cgiApp` running the same script', url: `${S.cgi.base}/cs/stream.cgi`, who: S.cgi, ref: apache ? 'apacheCgi' : undefined },
   ];
