@@ -365,6 +365,7 @@ async function main() {
     streamMountHeap: await startServer('nest-stream-mount-heap', 'nest-stream-mount.mjs', [], [BIG_FIRST_OLD_SPACE]),
     streamCallappHeap: await startServer('nest-stream-callapp-heap', 'nest-stream-callapp.mjs', [], [BIG_FIRST_OLD_SPACE]),
     proxyHeap: await startServer('nest-proxy-heap', 'nest-proxy.mjs', [upstream.base], [BIG_FIRST_OLD_SPACE]),
+    cgiHeap: await startServer('nest-cgi-heap', 'nest-cgi.mjs', [cgiScript, streamScript], [BIG_FIRST_OLD_SPACE]),
     ...(fpm ? { fastcgi: await startServer('nest-fastcgi', 'nest-fastcgi.mjs', [fpm.socketPath, docRoot]) } : {}),
   };
   if (!HPM) notes.push('http-proxy-middleware is not in node_modules: the "http-proxy-middleware 3 in Nest" reference of row 4 is skipped.');
@@ -464,6 +465,7 @@ async function main() {
     { key: 'proxyHeap', label: `\`proxyApp\` as above, Node started with \`${BIG_FIRST_OLD_SPACE}\` (context only)`, url: `${S.proxyHeap.base}/p/stream`, who: S.proxyHeap, ref: 'direct', context: true },
     ...(apache ? [{ key: 'apacheCgi', label: 'Apache mod_cgid running `bench/fixtures/stream.cgi`', url: `${apache.base}/c/stream.cgi`, who: apache }] : []),
     { key: 'cgi', label: '`cgiApp` running the same script', url: `${S.cgi.base}/cs/stream.cgi`, who: S.cgi, ref: apache ? 'apacheCgi' : undefined },
+    { key: 'cgiHeap', label: `\`cgiApp\` as above, Node started with \`${BIG_FIRST_OLD_SPACE}\` (context only)`, url: `${S.cgiHeap.base}/cs/stream.cgi`, who: S.cgiHeap, ref: apache ? 'apacheCgi' : undefined, context: true },
   ];
   const streams = [];
   for (const target of streamTargets) {

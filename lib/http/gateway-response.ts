@@ -167,6 +167,6 @@ export function responseOfHead(head: { status: number; statusText?: string; pair
 }
 
 /** The headers of a response that nobody has read `headers` of yet, as its source gave them. */
-export function unreadHeaderPairs(response: GatewayResponse): HeaderPairs | undefined {
+export function unreadHeaderPairs(response: unknown): HeaderPairs | undefined {
   return response instanceof GatewayResponse ? response['_pairs'] : undefined;
 }

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { brokenOffReason, takeWholeBody } from './body-source.js';
-import { GatewayResponse, unreadHeaderPairs } from './gateway-response.js';
+import { type GatewayResponse, unreadHeaderPairs } from './gateway-response.js';
 import type { HeaderPairs } from './header-pairs.js';
 
 /**
@@ -79,7 +79,7 @@ function reportBroken(logger: { warn(message: string): void }, res: ServerRespon
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
   // A response whose headers nobody has read sends them as its source gave them, without
   // ever building a Headers.
-  const pairs = head instanceof GatewayResponse ? unreadHeaderPairs(head) : undefined;
+  const pairs = unreadHeaderPairs(head);
   // What the response had before (CORS headers, a cookie, `@Header()`): put back if Node
   // refuses a header, so that the error answered instead goes out with them.
   const before = res.getHeaders();
