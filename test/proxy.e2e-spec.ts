@@ -516,6 +516,11 @@ describe('request and response details', () => {
         res.end('cookies');
       } else if (path === '/ordered') {
         res.writeHead(200, ['Z-Named-Late', '1', 'X-Repeated', 'a', 'A-Named-Early', '2', 'X-Repeated', 'b']).end('ordered');
+      } else if (path === '/spaced') {
+        // Whitespace after a value is allowed on the wire (RFC 9110 5.5: OWS), and undici keeps it.
+        res.setHeader('etag', '"v1" ');
+        res.setHeader('x-spaced', ['a ', 'b\t']);
+        res.end('spaced');
       } else if (path === '/reason') {
         res.writeHead(418, 'Short And Stout', { 'content-type': 'text/plain' }).end('teapot');
       } else if (path === '/no-content') {
@@ -562,6 +567,13 @@ describe('request and response details', () => {
       pass(@Req() req: unknown, @PathInfo() pathInfo: string) {
         return this.gateway.callApp(node, req, pathInfo);
       }
+
+      @All('replace-body/*path')
+      async replaceBody(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(node, req, pathInfo);
+        response.body = 'replaced';
+        return response;
+      }
     }
 
     const metadata = { imports: [GatewayModule.forRoot()], controllers: [NodeMount, PlainMount, StallMount, CallsController] };
@@ -600,6 +612,15 @@ describe('request and response details', () => {
     expect(ours).toEqual(['z-named-late', 'x-repeated', 'a-named-early']);
     expect(res.headers['x-repeated']).toBe('a, b');
     expect(res.body.toString()).toBe('ordered');
+  });
+
+  it('takes the whitespace after an upstream value off: repeats join as without it, and a replaced body still weakens the ETag', async () => {
+    const passed = await send(`${s.url}/node/spaced`);
+    expect(passed.headers['x-spaced']).toBe('a, b');
+    expect(passed.headers.etag).toBe('"v1"');
+    const replaced = await send(`${s.url}/calls/replace-body/spaced`);
+    expect(replaced.body.toString()).toBe('replaced');
+    expect(replaced.headers.etag).toBe('W/"v1"');
   });
 
   it('passes status codes and reason phrases through', async () => {
