@@ -8,19 +8,39 @@
  */
 export type HeaderPairs = string[];
 
+/**
+ * Past this many entries (32 names), a list gets an index of where each name is: a scan per
+ * header would make a long head cost the square of its length (an app's own head is not
+ * capped, a CGI head of the 64 KiB default holds 11,000 names: 0.3 s of scans).
+ */
+const SCAN_LIMIT = 64;
+const indexes = new WeakMap<HeaderPairs, { at: Map<string, number>; upTo: number }>();
+
 /** Adds a header; a name already there gets the value joined with ", ", as `Headers.append` does. */
 export function appendPair(pairs: HeaderPairs, name: string, value: string): void {
-  // Heads are short, and capped but for an app's own (16 KiB from an upstream, the CGI head
-  // limit): a scan costs less than any index.
   if (name !== 'set-cookie') {
-    for (let i = 0; i < pairs.length; i += 2) {
-      if (pairs[i] === name) {
-        pairs[i + 1] = `${pairs[i + 1]}, ${value}`;
-        return;
-      }
+    const at = pairs.length <= SCAN_LIMIT ? scanFor(pairs, name) : indexedAt(pairs, name);
+    if (at !== -1) {
+      pairs[at + 1] = `${pairs[at + 1]}, ${value}`;
+      return;
     }
   }
   pairs.push(name, value);
+}
+
+/** Heads are short as a rule: a scan costs less than any index. */
+function scanFor(pairs: HeaderPairs, name: string): number {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === name) return i;
+  return -1;
+}
+
+/** Where `name` is in a long list; the index first takes in what was pushed since it last looked. */
+function indexedAt(pairs: HeaderPairs, name: string): number {
+  let index = indexes.get(pairs);
+  if (index === undefined) indexes.set(pairs, (index = { at: new Map(), upTo: 0 }));
+  for (let i = index.upTo; i < pairs.length; i += 2) if (!index.at.has(pairs[i])) index.at.set(pairs[i], i);
+  index.upTo = pairs.length;
+  return index.at.get(name) ?? -1;
 }
 
 /** The value of a header (Set-Cookie values joined), or null, as `Headers.get` answers. */
