@@ -150,13 +150,9 @@ class FilterController {
     );
   }
 
-  /**
-   * An app's head of 80,000 headers (Node caps none it sends), each name twice: the caller
-   * learns how many names came, and how long the call took.
-   */
+  /** An app's head of 80,000 headers (Node caps none it sends), each name twice. */
   @Get('many-headers')
   async manyHeaders(@Req() req: unknown) {
-    const started = performance.now();
     const response = await this.gateway.callApp(
       (_req: IncomingMessage, res: ServerResponse) => {
         const raw: string[] = [];
@@ -168,8 +164,7 @@ class FilterController {
       req,
       '',
     );
-    const ms = performance.now() - started;
-    return { names: [...response.headers.keys()].length, last: response.headers.get('x-h39999'), ms };
+    return { names: [...response.headers.keys()].length, first: response.headers.get('x-h0'), last: response.headers.get('x-h39999') };
   }
 
   /** Headers in an order of the app's own, one of them repeated, and two cookies; returned untouched. */
@@ -458,11 +453,10 @@ describe('GatewayService.callApp', () => {
     expect(value).toBe('voil\u00c3\u00a0');
   });
 
-  it("takes a long head of the app's in time linear in its length", async () => {
+  it("joins every repeated name of a long head of the app's (past the names a scan looks through)", async () => {
+    // Its cost is for the bench (bench/findings.md, tenth round), not for a timed test.
     const res = await request(s.url).get('/many-headers').timeout(20000);
-    expect(res.body).toMatchObject({ names: 40_000, last: 'a, b' });
-    // A scan of the list so far per header took 4 s here (80,000 of them); an index of the names, 0.1 s.
-    expect(res.body.ms).toBeLessThan(1000);
+    expect(res.body).toEqual({ names: 40_000, first: 'a, b', last: 'a, b' });
   });
 
   it("keeps the app's header order, joins a repeated header and keeps each cookie apart", async () => {
