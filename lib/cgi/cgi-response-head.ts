@@ -1,4 +1,4 @@
-import { appendPair, type HeaderPairs, pairValue, withoutPairs } from '../http/header-pairs.js';
+import { appendPair, type HeaderPairs, pairValue, withoutOws, withoutPairs } from '../http/header-pairs.js';
 import { HOP_BY_HOP_HEADERS, hopByHopNames } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
@@ -83,7 +83,7 @@ function interpret(lines: readonly string[]): CgiResponseHead {
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(name)) throw new CgiProtocolError(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const value = withoutOws(line, colon + 1);
     if (INVALID_VALUE.test(value)) {
       throw new CgiProtocolError(`header ${name} contains a control character (CR, LF or NUL)`);
     }

@@ -64,3 +64,15 @@ export function headersOfPairs(pairs: HeaderPairs): Headers {
   for (let i = 0; i < pairs.length; i += 2) headers.append(pairs[i], pairs[i + 1]);
   return headers;
 }
+
+/**
+ * `text` from `start` to `end` without the spaces and tabs around it (RFC 9110 OWS). Not
+ * `String.prototype.trim`: the head is latin1 text, and trim would also take a byte A0 (NBSP)
+ * off, the last byte of a UTF-8 'à' an app put in a header.
+ */
+export function withoutOws(text: string, start = 0, end = text.length): string {
+  let code: number;
+  while (start < end && ((code = text.charCodeAt(start)) === 32 || code === 9)) start++;
+  while (end > start && ((code = text.charCodeAt(end - 1)) === 32 || code === 9)) end--;
+  return text.slice(start, end);
+}

@@ -1,4 +1,4 @@
-import { appendPair, type HeaderPairs, withoutPairs } from './header-pairs.js';
+import { appendPair, type HeaderPairs, withoutOws, withoutPairs } from './header-pairs.js';
 import { HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
 
 export interface ParsedHead {
@@ -53,16 +53,4 @@ function connectionTokens(connection: string | undefined): ReadonlySet<string> {
   if (!connection) return NOTHING;
   if (connection === 'close') return CLOSE;
   return new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
-}
-
-/**
- * `text` from `start` to `end` without the spaces and tabs around it (RFC 9110 OWS). Not
- * `String.prototype.trim`: the head is latin1 text, and trim would also take a byte A0 (NBSP)
- * off, the last byte of a UTF-8 'à' an app put in a header.
- */
-function withoutOws(text: string, start: number, end: number): string {
-  let code: number;
-  while (start < end && ((code = text.charCodeAt(start)) === 32 || code === 9)) start++;
-  while (end > start && ((code = text.charCodeAt(end - 1)) === 32 || code === 9)) end--;
-  return text.slice(start, end);
 }

@@ -1,5 +1,5 @@
 import type { GatewayExchange } from '../apps/gateway-app.js';
-import { appendPair, type HeaderPairs } from '../http/header-pairs.js';
+import { appendPair, type HeaderPairs, withoutOws } from '../http/header-pairs.js';
 import { hopByHopNames } from '../http/hop-by-hop.js';
 
 // undici refuses these request headers (it frames the message itself).
@@ -62,6 +62,7 @@ export function clientResponsePairs(raw: readonly Buffer[] | readonly string[]):
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString().toLowerCase();
     const item = raw[i + 1];
+    // undici keeps the spaces and tabs after a value; `Headers` took them off.
     const value = withoutOws(typeof item === 'string' ? item : item.toString('latin1'));
     if (name === 'connection') connection += value + ',';
     pairs.push(name, value);
@@ -70,15 +71,4 @@ export function clientResponsePairs(raw: readonly Buffer[] | readonly string[]):
   const kept: HeaderPairs = [];
   for (let i = 0; i < pairs.length; i += 2) if (!dropped.has(pairs[i])) appendPair(kept, pairs[i], pairs[i + 1]);
   return kept;
-}
-
-/**
- * The value without the spaces and tabs around it (RFC 9110 5.5), as `Headers` keeps it: undici
- * keeps those after a value, and the pairs must hold what `headers` would (repeats joined as
- * `a, b`, the ETag a new body weakens compared with the one `headers` gives).
- */
-function withoutOws(value: string): string {
-  const last = value.charCodeAt(value.length - 1);
-  const first = value.charCodeAt(0);
-  return last === 32 || last === 9 || first === 32 || first === 9 ? value.replace(/^[ \t]+|[ \t]+$/g, '') : value;
 }
