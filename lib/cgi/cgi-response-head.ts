@@ -1,5 +1,5 @@
-import { appendPair, type HeaderPairs, pairValue, withoutOws, withoutPairs } from '../http/header-pairs.js';
-import { HOP_BY_HOP_HEADERS, hopByHopNames } from '../http/hop-by-hop.js';
+import { appendPair, type HeaderPairs, pairValue, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
+import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
 export interface CgiResponseHead {
@@ -74,7 +74,7 @@ export class CgiHeadParser {
 }
 
 function interpret(lines: readonly string[]): CgiResponseHead {
-  let pairs: HeaderPairs = [];
+  const appended: HeaderPairs = [];
   let status: number | undefined;
   let statusText: string | undefined;
   const connection: string[] = [];
@@ -96,11 +96,10 @@ function interpret(lines: readonly string[]): CgiResponseHead {
     } else if (lower === 'connection') {
       connection.push(value);
     } else if (!HOP_BY_HOP_HEADERS.has(lower)) {
-      appendPair(pairs, lower, value);
+      appendPair(appended, lower, value);
     }
   }
-  // Names the script listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
-  if (connection.length > 0) pairs = withoutPairs(pairs, hopByHopNames(connection.join(',')));
+  const pairs = withoutConnectionListed(appended, connection.join(','));
   const location = pairValue(pairs, 'location');
   if (location !== null && status === undefined) {
     const local = location.startsWith('/') && !location.startsWith('//');

@@ -52,11 +52,32 @@ export function pairValue(pairs: HeaderPairs, name: string): string | null {
   return found;
 }
 
-/** The list without the headers named (lowercase). */
-export function withoutPairs(pairs: HeaderPairs, names: ReadonlySet<string>): HeaderPairs {
+/** What Node's own `Connection: close` lists, the usual value. */
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
+/**
+ * The list without the headers a Connection header lists, which are hop-by-hop too (RFC 9110
+ * 7.6.1); the same list when it names none of them (Node's own `close`, as a rule). Any text
+ * may stand there: what is not a header name names nothing.
+ */
+export function withoutConnectionListed(pairs: HeaderPairs, connection: string | undefined): HeaderPairs {
+  if (!connection) return pairs;
+  const listed = connection === 'close' ? CLOSE : new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
+  for (let i = 0; i < pairs.length; i += 2) if (listed.has(pairs[i])) return withoutPairs(pairs, listed);
+  return pairs;
+}
+
+function withoutPairs(pairs: HeaderPairs, names: ReadonlySet<string>): HeaderPairs {
   const kept: HeaderPairs = [];
   for (let i = 0; i < pairs.length; i += 2) if (!names.has(pairs[i])) kept.push(pairs[i], pairs[i + 1]);
   return kept;
+}
+
+/** The entries of `headers` as a list, each Set-Cookie on its own (as `Headers` iterates them). */
+export function pairsOfHeaders(headers: Headers): HeaderPairs {
+  const pairs: HeaderPairs = [];
+  for (const [name, value] of headers) pairs.push(name, value);
+  return pairs;
 }
 
 export function headersOfPairs(pairs: HeaderPairs): Headers {

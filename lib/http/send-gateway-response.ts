@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { brokenOffReason, takeWholeBody } from './body-source.js';
 import { type GatewayResponse, unreadHeaderPairs } from './gateway-response.js';
-import type { HeaderPairs } from './header-pairs.js';
+import { type HeaderPairs, pairsOfHeaders } from './header-pairs.js';
 
 /**
  * Sends a GatewayResponse on a client's response as is: status, reason phrase, every header
@@ -79,17 +79,18 @@ function reportBroken(logger: { warn(message: string): void }, res: ServerRespon
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
   // A response whose headers nobody has read sends them as its source gave them, without
   // ever building a Headers.
-  const pairs = unreadHeaderPairs(head);
+  const pairs = unreadHeaderPairs(head) ?? pairsOfHeaders(head.headers);
   // What the response had before (CORS headers, a cookie, `@Header()`): put back if Node
   // refuses a header, so that the error answered instead goes out with them.
   const before = res.getHeaders();
   let contentLength: string | null;
   try {
-    contentLength = pairs ? setPairs(pairs, res) : setHeaders(head.headers, res);
+    contentLength = setPairs(pairs, res);
   } catch (error) {
     // removeHeader('date') would also stop Node from adding a Date of its own.
     const sendDate = res.sendDate;
-    for (const name of pairs ? pairs.filter((_, i) => i % 2 === 0) : head.headers.keys()) {
+    for (let i = 0; i < pairs.length; i += 2) {
+      const name = pairs[i];
       const previous = before[name];
       if (previous === undefined) res.removeHeader(name);
       else res.setHeader(name, previous);
@@ -99,20 +100,6 @@ export function setResponseHead(head: { status: number; statusText: string; head
   }
   res.statusCode = head.status;
   res.statusMessage = head.statusText;
-  return contentLength;
-}
-
-function setHeaders(headers: Headers, res: ServerResponse): string | null {
-  let cookies = false;
-  let contentLength: string | null = null;
-  for (const [name, value] of headers) {
-    if (name === 'set-cookie') cookies = true;
-    else {
-      if (name === 'content-length') contentLength = value;
-      res.setHeader(name, value);
-    }
-  }
-  if (cookies) res.setHeader('set-cookie', headers.getSetCookie());
   return contentLength;
 }
 

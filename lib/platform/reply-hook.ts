@@ -30,4 +30,3 @@ export function hookAdapterReply(adapter: AbstractHttpAdapter, logger: Logger): 
     return reply(response, body, statusCode);
   };
 }
-

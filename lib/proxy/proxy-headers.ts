@@ -1,6 +1,6 @@
 import type { GatewayExchange } from '../apps/gateway-app.js';
-import { appendPair, type HeaderPairs, withoutOws } from '../http/header-pairs.js';
-import { hopByHopNames } from '../http/hop-by-hop.js';
+import { appendPair, type HeaderPairs, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
+import { HOP_BY_HOP_HEADERS, hopByHopNames } from '../http/hop-by-hop.js';
 
 // undici refuses these request headers (it frames the message itself).
 const UNDICI_MANAGED = new Set(['expect', 'host']);
@@ -58,17 +58,14 @@ export function upstreamRequestHeaders(exchange: GatewayExchange, settings: Prox
 /** The upstream's response headers for the client: hop-by-hop ones removed, repeats kept. */
 export function clientResponsePairs(raw: readonly Buffer[] | readonly string[]): HeaderPairs {
   const pairs: HeaderPairs = [];
-  let connection = '';
+  let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toString().toLowerCase();
     const item = raw[i + 1];
     // undici keeps the spaces and tabs after a value; `Headers` took them off.
     const value = withoutOws(typeof item === 'string' ? item : item.toString('latin1'));
-    if (name === 'connection') connection += value + ',';
-    pairs.push(name, value);
+    if (name === 'connection') connection = connection === undefined ? value : `${connection}, ${value}`;
+    else if (!HOP_BY_HOP_HEADERS.has(name)) appendPair(pairs, name, value);
   }
-  const dropped = hopByHopNames(connection);
-  const kept: HeaderPairs = [];
-  for (let i = 0; i < pairs.length; i += 2) if (!dropped.has(pairs[i])) appendPair(kept, pairs[i], pairs[i + 1]);
-  return kept;
+  return withoutConnectionListed(pairs, connection);
 }
