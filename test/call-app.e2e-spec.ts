@@ -180,6 +180,20 @@ class FilterController {
     );
   }
 
+  /** The same app's response filtered by the caller, as the seed's views filter Trac's. */
+  @Get('ordered-filtered/:read')
+  async orderedFiltered(@Req() req: { params: { read: string } }) {
+    const response = await this.ordered(req);
+    const headers = response.headers;
+    if (req.params.read === 'iterated') void [...headers.keys()];
+    headers.set('x-repeated', 'c');
+    headers.append('z-named-late', '2');
+    headers.delete('a-named-early');
+    headers.set('server', 'nest-gateway');
+    headers.append('set-cookie', 'c=3');
+    return response;
+  }
+
   /** A caller that puts a control character in a header: `Headers` takes it, Node refuses to send it. */
   @Get('unsendable-header/*path')
   async unsendableHeader(@Req() req: unknown, @PathInfo() pathInfo: string) {
@@ -465,6 +479,19 @@ describe('GatewayService.callApp', () => {
     expect(names.filter((name) => ['z-named-late', 'x-repeated', 'a-named-early'].includes(name))).toEqual(['z-named-late', 'x-repeated', 'a-named-early']);
     expect(res.headers['x-repeated']).toBe('a, b');
     expect(res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]))).toEqual(['a=1', 'b=2']);
+    expect(res.body.toString()).toBe('ordered');
+  });
+
+  it.each(['listed', 'iterated'])("sends the caller's changes to the app's headers, in the app's order until they are iterated (%s)", async (read) => {
+    const res = await send(`${s.url}/ordered-filtered/${read}`);
+    const names = res.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    const ours = names.filter((name) => ['z-named-late', 'x-repeated', 'server', 'a-named-early'].includes(name));
+    // Iterating a Headers sorts it, as the Fetch standard says.
+    expect(ours).toEqual(read === 'listed' ? ['z-named-late', 'x-repeated', 'server'] : ['server', 'x-repeated', 'z-named-late']);
+    expect(res.headers['x-repeated']).toBe('c');
+    expect(res.headers['z-named-late']).toBe('1, 2');
+    expect(res.headers['server']).toBe('nest-gateway');
+    expect(res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]))).toEqual(['a=1', 'b=2', 'c=3']);
     expect(res.body.toString()).toBe('ordered');
   });
 

@@ -3,7 +3,8 @@ import { decodeContent } from './content-coding.js';
 import { readLimited } from './read-body.js';
 import { type BodyInit, knownLength, toReadable } from './body-source.js';
 import { defaultStatusText } from './status-text.js';
-import { type HeaderPairs, headersOfPairs, pairValue } from './header-pairs.js';
+import { type HeaderPairs, pairValue } from './header-pairs.js';
+import { ListedHeaders } from './listed-headers.js';
 
 const BRAND = Symbol.for('nest-gateway.GatewayResponse');
 
@@ -34,7 +35,7 @@ export interface ReadOptions {
 export class GatewayResponse {
   private _status: number;
   private _statusText: string;
-  /** Built when first read; until then the headers are `_pairs`. */
+  /** Made when first read (a ListedHeaders over `_pairs`, for a response of a source's head). */
   private _headers: Headers | undefined;
   private _pairs: HeaderPairs | undefined;
   private _body: Readable | null;
@@ -80,7 +81,7 @@ export class GatewayResponse {
 
   get headers(): Headers {
     if (this._headers === undefined) {
-      this._headers = headersOfPairs(this._pairs!);
+      this._headers = new ListedHeaders(this._pairs!);
       this._pairs = undefined;
     }
     return this._headers;
@@ -166,7 +167,11 @@ export function responseOfHead(head: { status: number; statusText?: string; pair
   return response;
 }
 
-/** The headers of a response that nobody has read `headers` of yet, as its source gave them. */
+/**
+ * The headers of a response that nobody has iterated `headers` of yet, as its source gave them
+ * and with the changes made since.
+ */
 export function unreadHeaderPairs(response: unknown): HeaderPairs | undefined {
-  return response instanceof GatewayResponse ? response['_pairs'] : undefined;
+  if (!(response instanceof GatewayResponse)) return undefined;
+  return response['_pairs'] ?? (response['_headers'] && ListedHeaders.unreadPairs(response['_headers']));
 }

@@ -28,6 +28,33 @@ export function appendPair(pairs: HeaderPairs, name: string, value: string): voi
   pairs.push(name, value);
 }
 
+/** Replaces every value of `name` by `value`, where the first one was, as `Headers.set` does. */
+export function setPair(pairs: HeaderPairs, name: string, value: string): void {
+  const at = pairs.length <= SCAN_LIMIT ? scanFor(pairs, name) : indexedAt(pairs, name);
+  if (at === -1) {
+    pairs.push(name, value);
+    return;
+  }
+  pairs[at + 1] = value;
+  // Only Set-Cookie can stand more than once.
+  if (name === 'set-cookie') removePairs(pairs, name, at + 2);
+}
+
+/** Takes every value of `name` out, from `from` on. */
+export function removePairs(pairs: HeaderPairs, name: string, from = 0): void {
+  let kept = from;
+  for (let i = from; i < pairs.length; i += 2) {
+    if (pairs[i] === name) continue;
+    pairs[kept] = pairs[i];
+    pairs[kept + 1] = pairs[i + 1];
+    kept += 2;
+  }
+  if (kept === pairs.length) return;
+  pairs.length = kept;
+  // Where the names are has changed.
+  indexes.delete(pairs);
+}
+
 /** Heads are short as a rule: a scan costs less than any index. */
 function scanFor(pairs: HeaderPairs, name: string): number {
   for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === name) return i;
@@ -78,12 +105,6 @@ export function pairsOfHeaders(headers: Headers): HeaderPairs {
   const pairs: HeaderPairs = [];
   for (const [name, value] of headers) pairs.push(name, value);
   return pairs;
-}
-
-export function headersOfPairs(pairs: HeaderPairs): Headers {
-  const headers = new Headers();
-  for (let i = 0; i < pairs.length; i += 2) headers.append(pairs[i], pairs[i + 1]);
-  return headers;
 }
 
 /**

@@ -1,0 +1,127 @@
+import { inspect } from 'node:util';
+import { type HeaderPairs, appendPair, pairValue, removePairs, setPair } from './header-pairs.js';
+
+/**
+ * The `headers` of a GatewayResponse whose source gave them as a list (see HeaderPairs): a real
+ * `Headers` (`instanceof`, any API that takes one) that answers `get`, `has`, `getSetCookie`,
+ * `set`, `append` and `delete` on that list, and fills itself only when it is iterated. A
+ * caller that filters a few headers (`set('x-frame-options', …)`, a rewritten Location) then
+ * costs a list edit instead of a `Headers` built and iterated (bench/findings.md, eleventh
+ * round), and the headers still go out in the order the app sent them.
+ *
+ * Only its own methods see the list: `Headers.prototype.get.call(headers, …)` sees an empty
+ * `Headers` until something has iterated it.
+ */
+export class ListedHeaders extends Headers {
+  /** The headers until the first iteration; then undefined, and `Headers` holds them. */
+  private listed: HeaderPairs | undefined;
+
+  constructor(pairs: HeaderPairs) {
+    super();
+    this.listed = pairs;
+  }
+
+  /** The list, while nothing has iterated these headers. */
+  static unreadPairs(headers: Headers): HeaderPairs | undefined {
+    return headers instanceof ListedHeaders ? headers.listed : undefined;
+  }
+
+  override get(name: string): string | null {
+    if (this.listed === undefined) return super.get(name);
+    return pairValue(this.listed, checkedName('get', name, arguments.length));
+  }
+
+  override has(name: string): boolean {
+    if (this.listed === undefined) return super.has(name);
+    return pairValue(this.listed, checkedName('has', name, arguments.length)) !== null;
+  }
+
+  override getSetCookie(): string[] {
+    if (this.listed === undefined) return super.getSetCookie();
+    const cookies: string[] = [];
+    for (let i = 0; i < this.listed.length; i += 2) if (this.listed[i] === 'set-cookie') cookies.push(this.listed[i + 1]);
+    return cookies;
+  }
+
+  override set(name: string, value: string): void {
+    if (this.listed === undefined) return super.set(name, value);
+    const checked = checkedName('set', name, arguments.length, 2);
+    setPair(this.listed, checked, checkedValue('set', value));
+  }
+
+  override append(name: string, value: string): void {
+    if (this.listed === undefined) return super.append(name, value);
+    const checked = checkedName('append', name, arguments.length, 2);
+    const text = checkedValue('append', value);
+    // Joined, an empty value leaves ", " at the end, which only Headers' own append keeps.
+    if (text === '' && checked !== 'set-cookie') {
+      this.fill();
+      return super.append(checked, text);
+    }
+    appendPair(this.listed, checked, text);
+  }
+
+  override delete(name: string): void {
+    if (this.listed === undefined) return super.delete(name);
+    removePairs(this.listed, checkedName('delete', name, arguments.length));
+  }
+
+  override keys(): HeadersIterator<string> {
+    this.fill();
+    return super.keys();
+  }
+  override values(): HeadersIterator<string> {
+    this.fill();
+    return super.values();
+  }
+  override entries(): HeadersIterator<[string, string]> {
+    this.fill();
+    return super.entries();
+  }
+  override [Symbol.iterator](): HeadersIterator<[string, string]> {
+    this.fill();
+    return super.entries();
+  }
+  override forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
+    this.fill();
+    super.forEach(callback, thisArg);
+  }
+
+  [inspect.custom](_depth: number, options: object): string {
+    this.fill();
+    return `ListedHeaders ${inspect(Object.fromEntries(super.entries()), options)}`;
+  }
+
+  /** Iterating sorts, as `Headers` does: from the first iteration on, `Headers` holds the headers. */
+  private fill(): void {
+    if (this.listed === undefined) return;
+    const pairs = this.listed;
+    this.listed = undefined;
+    for (let i = 0; i < pairs.length; i += 2) super.append(pairs[i], pairs[i + 1]);
+  }
+}
+
+/** A token (RFC 9110 5.6.2), as `Headers` requires of a name. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The name, lowercased, or the TypeError `Headers` would throw. */
+function checkedName(method: string, name: unknown, given: number, required = 1): string {
+  if (given < required) throw new TypeError(`Headers.${method}: ${required} argument${required > 1 ? 's' : ''} required, but only ${given} present.`);
+  const text = String(name);
+  if (!TOKEN.test(text)) throw new TypeError(`Headers.${method}: "${text}" is an invalid header name.`);
+  return text.toLowerCase();
+}
+
+/** The value without the whitespace `Headers` takes off its ends, or the TypeError it would throw. */
+function checkedValue(method: string, value: unknown): string {
+  const text = String(value);
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\xff]/.test(text)) throw new TypeError(`Headers.${method}: the value is not a ByteString.`);
+  const trimmed = isHttpSpace(text.charCodeAt(0)) || isHttpSpace(text.charCodeAt(text.length - 1)) ? text.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, '') : text;
+  if (/[\0\r\n]/.test(trimmed)) throw new TypeError(`Headers.${method}: "${trimmed}" is an invalid header value.`);
+  return trimmed;
+}
+
+function isHttpSpace(code: number): boolean {
+  return code === 32 || code === 9 || code === 10 || code === 13;
+}
