@@ -20,7 +20,7 @@ const root = join(here, '..');
 const QUICK = process.argv.includes('--quick');
 const CFG = QUICK
   ? { rounds: 1, duration: 2, warmup: 1, connections: 32, streamMiB: 128, streamRounds: 1, floodSeconds: 2, slowClients: 500, slowSpreadMs: 1000 }
-  : { rounds: 3, duration: 8, warmup: 3, connections: 32, streamMiB: 1024, streamRounds: 3, floodSeconds: 5, slowClients: 500, slowSpreadMs: 2000 };
+  : { rounds: 5, duration: 8, warmup: 3, connections: 32, streamMiB: 1024, streamRounds: 3, floodSeconds: 5, slowClients: 500, slowSpreadMs: 2000 };
 const WRK = '/usr/bin/wrk';
 const NGINX = ['/usr/sbin/nginx'].find((p) => existsSync(p));
 const PHP_FPM = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm'].find((p) => existsSync(p));
@@ -375,11 +375,13 @@ async function main() {
 
   // Throughput targets. `who` is the process whose tree's RSS is measured.
   const T = {
+    // Each row's path runs next to its reference in every round: this VM's speed drifts over
+    // tens of seconds (bench/findings.md, eleventh round).
     mount: { label: '`@MountGateway` of an Express app', url: `${S.mount.base}/x/hello`, who: S.mount },
+    callapp: { label: '`callApp` with capture, response returned', url: `${S.callapp.base}/y/hello`, who: S.callapp },
     express: { label: "Express `app.use('/x', sub)`", url: `${S.express.base}/x/hello`, who: S.express },
     consumer: { label: 'Nest `MiddlewareConsumer` mounting the same app', url: `${S.consumer.base}/x/hello`, who: S.consumer },
     floor: { label: 'a Nest controller calling the same app by hand (`@Res()`, no gateway; context only)', url: `${S.floor.base}/x/hello`, who: S.floor },
-    callapp: { label: '`callApp` with capture, response returned', url: `${S.callapp.base}/y/hello`, who: S.callapp },
     hono: { label: 'Hono via `@MountGateway(fetchApp)`', url: `${S.hono.base}/h/hello`, who: S.hono },
     honoConsumer: { label: "Hono on `@hono/node-server`'s listener, mounted in Nest (`MiddlewareConsumer`)", url: `${S.honoConsumer.base}/h/hello`, who: S.honoConsumer },
     honoNode: { label: 'Hono on `@hono/node-server` alone (no Nest; context only)', url: `${S.honoNode.base}/h/hello`, who: S.honoNode },
@@ -594,25 +596,27 @@ function report(R) {
   L();
   L(`- Every server under test runs in a child process of its own (\`bench/servers/*.mjs\`), started once and kept for the whole run; wrk, the server and the reference never share a heap. The load generator shares the ${m.cpus} CPUs with the servers, so absolute numbers are modest; the ratios are what matter.`);
   L(`- Same workload everywhere: \`GET\` of a short path answered with \`hello\\n\` (text/plain): the same Express sub-app for rows 1–2, the same Hono app for row 3, a plain Node \`http\` upstream for row 4, \`bench/fixtures/hello.cgi\` (\`/bin/sh\` printf) for row 5, \`bench/fixtures/hello.php\` for row 6.`);
-  L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Reported: the median over rounds of req/s and of p99 latency; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load.`);
+  L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Each row's path runs next to its reference. Reported: the median over rounds of req/s and of p99 latency, the ratio of the medians (which decides the goal) and the range of the ratios of single rounds; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load.`);
   L(`- Ratio = path req/s ÷ reference req/s, both from this run. Gateway apps use their default options (\`cgiApp\`: default spawner and concurrency; \`fastcgiApp\`: default pool) and \`GatewayModule.forRoot()\`.`);
   L(`- Row 7 streams ${CFG.streamMiB} MiB down and ${CFG.streamMiB} MiB up through each kind (client in a process of its own, sha256 checked on both ends) after a 16 MiB warm-up, ${R.cfg.streamRounds ?? 1} time(s) (median time per direction), and the same transfers without the gateway: to the Node listener directly (for the mount, \`callApp\` and \`proxyApp\`, whose listener runs inside the gateway process for the first two), and to Apache running the same CGI script (for \`cgiApp\`). RSS growth = the gateway process's peak resident memory, sampled every 20 ms, minus its RSS before the transfer (a CGI script's own memory is not counted). Throughput ratio = reference time ÷ path time, in the slower of the two directions.`);
   L(`- Row 8: \`wrk -t2 -c${CFG.slowClients} -d${CFG.floodSeconds}s --timeout 10s\`, then ${CFG.slowClients} slow clients at once (each sends its request head in 8 pieces over ${CFG.slowSpreadMs} ms, \`Connection: close\`); afterwards the server's child processes and established connections on its port must return to where they were before (10 s allowed).`);
   L();
   L('## Throughput (rows 1–6)');
   L();
-  L('| # | path | reference (same run) | path req/s | ref req/s | ratio | goal | met | path p99 ms | ref p99 ms | path peak RSS MiB | ref peak RSS MiB |');
-  L('|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|');
+  L('| # | path | reference (same run) | path req/s | ref req/s | ratio | ratio per round | goal | met | path p99 ms | ref p99 ms | path peak RSS MiB | ref peak RSS MiB |');
+  L('|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|');
   for (const c of comparisons) {
     const p = T[c.path];
     const r = c.ref ? T[c.ref] : undefined;
     if (!r) {
-      L(`| ${c.row} | ${p.label} | ${c.refLabel} — **skipped** (see notes) | ${rps(p.rps)} | – | – | ${c.goal == null ? "–" : `≥ ${c.goal}x`} | n/a | ${ms(p.p99)} | – | ${mib(p.peakRss)} | – |`);
+      L(`| ${c.row} | ${p.label} | ${c.refLabel} — **skipped** (see notes) | ${rps(p.rps)} | – | – | – | ${c.goal == null ? "–" : `≥ ${c.goal}x`} | n/a | ${ms(p.p99)} | – | ${mib(p.peakRss)} | – |`);
       continue;
     }
     const ratio = p.rps / r.rps;
     const met = c.goal == null ? 'context' : ratio >= c.goal ? 'met' : '**missed**';
-    L(`| ${c.row} | ${p.label} | ${r.label} | ${rps(p.rps)} | ${rps(r.rps)} | ${ratio.toFixed(2)}x | ${c.goal == null ? '–' : `≥ ${c.goal}x`} | ${met} | ${ms(p.p99)} | ${ms(r.p99)} | ${mib(p.peakRss)} | ${mib(r.peakRss)} |`);
+    const perRound = p.runs.map((run, i) => run.rps / r.runs[i].rps);
+    const spread = `${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}x`;
+    L(`| ${c.row} | ${p.label} | ${r.label} | ${rps(p.rps)} | ${rps(r.rps)} | ${ratio.toFixed(2)}x | ${spread} | ${c.goal == null ? '–' : `≥ ${c.goal}x`} | ${met} | ${ms(p.p99)} | ${ms(r.p99)} | ${mib(p.peakRss)} | ${mib(r.peakRss)} |`);
   }
   L();
   L('All measurements (req/s per round; errors = non-2xx + socket errors over all rounds):');
