@@ -66,6 +66,43 @@ describe("a GatewayResponse's headers kept as its source's list", () => {
     expect(listed.get('a')).toBe('1');
   });
 
+  it('throws for missing arguments after being iterated too, instead of taking "undefined"', () => {
+    const { listed, plain } = twins(['a', '1']);
+    void [...listed];
+    const untyped = listed as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const call of [() => untyped.get(), () => untyped.has(), () => untyped.set('a'), () => untyped.append('a'), () => untyped.delete()]) expect(call).toThrow(TypeError);
+    expect([...listed]).toEqual([...plain]);
+  });
+
+  it('converts arguments as Headers does: a Symbol throws, both are converted before either is checked', () => {
+    const { listed } = twins(['a', '1']);
+    const symbol = Symbol('s') as unknown as string;
+    expect(() => listed.set('x', symbol)).toThrow(TypeError);
+    expect(() => listed.append('x', symbol)).toThrow(TypeError);
+    expect(() => listed.get(symbol)).toThrow(TypeError);
+    expect(listed.has('x')).toBe(false);
+    const order = (headers: Headers) => {
+      const seen: string[] = [];
+      const text = (label: string, value: string) => ({ toString: () => (seen.push(label), value) }) as unknown as string;
+      expect(() => headers.set(text('name', 'bad name'), text('value', 'v'))).toThrow(/invalid header name/);
+      return seen;
+    };
+    expect(order(listed)).toEqual(order(new Headers()));
+  });
+
+  it('shows nothing of its list to JSON.stringify, spread, Object.keys or structuredClone, as a Headers', () => {
+    const { listed, plain } = twins(['a', '1', 'set-cookie', 'c=1']);
+    expect(JSON.stringify(listed)).toBe(JSON.stringify(plain));
+    expect({ ...listed }).toEqual({ ...plain });
+    expect(Object.keys(listed)).toEqual(Object.keys(plain));
+    expect(structuredClone(listed)).toEqual(structuredClone(plain));
+  });
+
+  it('shows every Set-Cookie in util.inspect, as a Headers does', () => {
+    const { listed, plain } = twins(['set-cookie', 'a=1', 'set-cookie', 'b=2']);
+    expect(inspect(listed).replace(/^ListedHeaders/, 'Headers')).toBe(inspect(plain));
+  });
+
   it('is a Headers that other APIs copy whole, changes included', () => {
     const { listed } = twins(['z-late', '1', 'set-cookie', 'a=1', 'set-cookie', 'b=2']);
     listed.set('x-added', 'yes');
