@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { buildPackage } from './fixtures/built-package.js';
 import { within } from './fixtures/waiting.js';
 
 const ROOT = process.cwd();
@@ -37,7 +38,7 @@ async function stop(child: ChildProcess): Promise<number | null> {
 
 describe('nest-gateway serve', () => {
   beforeAll(() => {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    buildPackage();
   }, 120_000);
 
   it.each([

@@ -2,6 +2,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { buildPackage } from './fixtures/built-package.js';
 import { within } from './fixtures/waiting.js';
 
 const ROOT = process.cwd();
@@ -11,7 +12,7 @@ describe('sample under node:cluster', () => {
   let url: string;
 
   beforeAll(async () => {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    buildPackage();
     execFileSync('npx', ['tsc', '-p', 'sample/tsconfig.json'], { cwd: ROOT, stdio: 'ignore' });
     primary = spawn(process.execPath, [join(ROOT, '.sample-dist/001-embed/src/cluster.js')], {
       cwd: ROOT,

@@ -30,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sharedSpawnHelpers } from '../lib/cgi/spawn-helper-pool.js';
+import { buildPackage } from './fixtures/built-package.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { expectGone, isAlive, recordedPids, waitFor, within } from './fixtures/waiting.js';
 
@@ -823,7 +824,9 @@ describe('spawn helpers: close()', () => {
 const DIST = join(ROOT, 'dist/index.js');
 
 describe('spawn helpers: idle helpers do not keep the process alive', () => {
-  (existsSync(DIST) ? it : it.skip)('a process that used a pool exits by itself (built package in dist/)', async () => {
+  beforeAll(() => void buildPackage(), 120_000);
+
+  it('a process that used a pool exits by itself (built package in dist/)', async () => {
     const program = `
       import { SpawnHelperPool } from ${JSON.stringify(new URL(`file://${DIST}`).href)};
       const pool = new SpawnHelperPool({ helpers: 2 });
@@ -858,9 +861,11 @@ describe('spawn helpers: idle helpers do not keep the process alive', () => {
 });
 
 describe('spawn helpers: the Node process dies', () => {
+  beforeAll(() => void buildPackage(), 120_000);
+
   // The helper then finds its stdin closed, and its stdout too: a line it still has to write (a
   // script's stderr) must not kill it before it has stopped every group.
-  (existsSync(DIST) ? it : it.skip)('stops the groups of a script that was writing to stderr (built package in dist/)', async () => {
+  it('stops the groups of a script that was writing to stderr (built package in dist/)', async () => {
     const pidFile = join(WORK, `${newId('node-dies')}.pids`);
     const script = `sleep 300 </dev/null >/dev/null 2>&1 & echo "$$ $!" > ${pidFile}.tmp; mv ${pidFile}.tmp ${pidFile}; exec yes tick >&2`;
     const program = `
