@@ -12,9 +12,11 @@ import {
 } from 'nest-gateway';
 import { getEventListeners } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { pathToFileURL } from 'node:url';
 import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
 import { send } from './fixtures/http-client.js';
+import { buildPackage } from './fixtures/built-package.js';
 import { echoListener, expressSubApp, honoApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
@@ -56,6 +58,9 @@ function compressing(req: IncomingMessage, res: ServerResponse) {
   res.setHeader('content-length', encoded.length);
   res.end(encoded);
 }
+
+/** The built package (dist/), loaded beside the library under test: a second copy of it. */
+let otherCopy: typeof import('nest-gateway') | undefined;
 
 const shutdown = new AbortController();
 
@@ -394,6 +399,12 @@ class FilterController {
     }
   }
 
+  /** The same, made by another copy of the library (a dependency that brings its own). */
+  @Get('constructed-elsewhere')
+  constructedElsewhere() {
+    return new otherCopy!.GatewayResponse({ status: 200, headers: { 'x-made': 'elsewhere' }, body: 'built by another copy' });
+  }
+
   @Get('constructed')
   constructed() {
     return new GatewayResponse({
@@ -660,6 +671,17 @@ describe('GatewayService.callApp', () => {
     expect(res.headers['x-made']).toBe('here');
     expect(res.text).toBe('built by hand');
   });
+
+  it('sends a GatewayResponse of another copy of the library like its own: whole, with its length', async () => {
+    otherCopy = (await import(pathToFileURL(buildPackage()).href)) as typeof import('nest-gateway');
+    expect(otherCopy.GatewayResponse).not.toBe(GatewayResponse);
+    const res = await send(`${s.url}/constructed-elsewhere`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-made']).toBe('elsewhere');
+    expect(res.headers['content-length']).toBe(String('built by another copy'.length));
+    expect(res.headers['transfer-encoding']).toBeUndefined();
+    expect(res.body.toString()).toBe('built by another copy');
+  }, 120_000);
 
   it('captures Express apps without touching shared prototypes, so the host keeps working', async () => {
     const prototypes = [express.request, express.response, http.IncomingMessage.prototype, http.ServerResponse.prototype];

@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 
-const BREAKS_OFF = Symbol('nest-gateway.breaksOff');
+// Registered symbols, so that a body made by another copy of this library (a dependency that
+// brings its own) is understood by this copy's sender; versioned, as their meaning is fixed.
+const BREAKS_OFF = Symbol.for('nest-gateway.breaksOff.v1');
 
 /**
  * Marks a body whose producer failed after its last bytes (a CGI script killed mid-body):
@@ -53,7 +55,7 @@ export function toReadable(body: BodyInit | undefined): Readable | null {
 }
 
 /** Implemented by body streams that can tell when all of the body already sits in memory. */
-export const WHOLE_BODY = Symbol('nest-gateway.wholeBody');
+export const WHOLE_BODY = Symbol.for('nest-gateway.wholeBody.v1');
 
 export interface WholeBodySource {
   /**
