@@ -6,6 +6,7 @@
 //
 // Usage: npm run build && node bench/instructions.mjs [server ...] [--warm N] [--requests N]
 // Needs valgrind (Debian: valgrind); the FastCGI row also php-fpm. Slow: about a minute per server.
+// KEEP=1 keeps each server's callgrind output (its directory is printed) for callgrind_annotate.
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
@@ -126,7 +127,7 @@ async function count(name, fpm) {
   } finally {
     child.kill();
     upstream?.stop();
-    rmSync(out, { recursive: true, force: true });
+    if (process.env.KEEP) console.error('kept', out); else rmSync(out, { recursive: true, force: true });
   }
 }
 
