@@ -1,4 +1,4 @@
-import { appendPair, type HeaderPairs, pairValue, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
+import { appendPair, type HeaderPairs, pairValue, TOKEN, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
 import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
@@ -19,7 +19,6 @@ export class CgiProtocolError extends Error {
   }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // What Node itself accepts in a header value: no CR, LF, NUL or other control characters.
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const STATUS = /^([1-5]\d\d)(?:[ \t]+(.*))?$/;

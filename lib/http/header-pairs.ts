@@ -8,6 +8,9 @@
  */
 export type HeaderPairs = string[];
 
+/** A token (RFC 9110 5.6.2): what a header name must be. */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 /**
  * Past this many entries (32 names), a list gets an index of where each name is: a scan per
  * header would make a long head cost the square of its length (an app's own head is not

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { type HeaderPairs, appendPair, pairValue, removePairs, setPair } from './header-pairs.js';
+import { type HeaderPairs, TOKEN, appendPair, pairValue, removePairs, setPair } from './header-pairs.js';
 
 /**
  * The `headers` of a GatewayResponse whose source gave them as a list (see HeaderPairs): a real
@@ -119,9 +119,6 @@ export class ListedHeaders extends Headers {
     for (let i = 0; i < pairs.length; i += 2) super.append(pairs[i], pairs[i + 1]);
   }
 }
-
-/** A token (RFC 9110 5.6.2), as `Headers` requires of a name. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** The TypeError `Headers` throws when an argument is missing. */
 function required(method: string, given: number, count: number): void {

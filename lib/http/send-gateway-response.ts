@@ -77,8 +77,8 @@ function reportBroken(logger: { warn(message: string): void }, res: ServerRespon
  * an error to be answered on it instead.
  */
 export function setResponseHead(head: { status: number; statusText: string; headers: Headers }, res: ServerResponse): string | null {
-  // A response whose headers nobody has read sends them as its source gave them, without
-  // ever building a Headers.
+  // A response whose headers nobody has iterated sends them as its source gave them, with
+  // the caller's changes, without ever filling a Headers.
   const pairs = unreadHeaderPairs(head) ?? pairsOfHeaders(head.headers);
   // What the response had before (CORS headers, a cookie, `@Header()`): put back if Node
   // refuses a header, so that the error answered instead goes out with them.
