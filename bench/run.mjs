@@ -167,10 +167,17 @@ async function establishedOn(port) {
 function seconds(value, unit) {
   return Number(value) * { us: 1e-6, ms: 1e-3, s: 1, m: 60 }[unit];
 }
+/** The machine's CPU times (/proc/stat, all CPUs): total and stolen by the hypervisor. */
+function cpuTimes() {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
 async function wrk(url, { connections = CFG.connections, duration = CFG.duration, threads = 1, timeout = 10 } = {}) {
+  const before = cpuTimes();
   const { stdout } = await run(WRK, [`-t${threads}`, `-c${connections}`, `-d${duration}s`, `--timeout`, `${timeout}s`, '--latency', url], {
     maxBuffer: 1 << 20,
   });
+  const after = cpuTimes();
   const p99 = /^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$/m.exec(stdout);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   return {
@@ -180,6 +187,8 @@ async function wrk(url, { connections = CFG.connections, duration = CFG.duration
     non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0),
     socketErrors: socket ? socket.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
     socketDetail: socket?.[0],
+    // On a shared VM the host takes CPU time away under load: the share it took while this ran.
+    stealPct: after.total > before.total ? (100 * (after.steal - before.steal)) / (after.total - before.total) : 0,
   };
 }
 
@@ -422,7 +431,7 @@ async function main() {
       const result = await wrk(t.url);
       t.peakRss = Math.max(t.peakRss, stopSampling());
       t.runs.push(result);
-      log(`round ${round} ${key}: ${result.rps.toFixed(0)} req/s, p99 ${result.p99ms.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`);
+      log(`round ${round} ${key}: ${result.rps.toFixed(0)} req/s, p99 ${result.p99ms.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}, steal ${result.stealPct.toFixed(0)}%`);
     }
   }
   for (const t of Object.values(T)) {
@@ -596,7 +605,7 @@ function report(R) {
   L();
   L(`- Every server under test runs in a child process of its own (\`bench/servers/*.mjs\`), started once and kept for the whole run; wrk, the server and the reference never share a heap. The load generator shares the ${m.cpus} CPUs with the servers, so absolute numbers are modest; the ratios are what matter.`);
   L(`- Same workload everywhere: \`GET\` of a short path answered with \`hello\\n\` (text/plain): the same Express sub-app for rows 1–2, the same Hono app for row 3, a plain Node \`http\` upstream for row 4, \`bench/fixtures/hello.cgi\` (\`/bin/sh\` printf) for row 5, \`bench/fixtures/hello.php\` for row 6.`);
-  L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Each row's path runs next to its reference. Reported: the median over rounds of req/s and of p99 latency, the ratio of the medians (which decides the goal) and the range of the ratios of single rounds; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load.`);
+  L(`- wrk \`-t1 -c${CFG.connections} -d${CFG.duration}s --latency\` (keep-alive). Each target gets a ${CFG.warmup} s warm-up first; then ${CFG.rounds} round(s) in which every target runs once, interleaved (A, B, C, …, A, B, C, …). Each row's path runs next to its reference. Reported: the median over rounds of req/s and of p99 latency, the ratio of the medians (which decides the goal) and the range of the ratios of single rounds; peak RSS is the highest resident memory of the server's process tree (the process plus its children, e.g. CGI scripts or Apache workers) sampled every 50 ms while it was under load. This machine is a VM: the share of CPU time its host took away during each run (steal, from \`/proc/stat\`) is listed beside the req/s; rounds with much of it are slower for reasons outside the servers.`);
   L(`- Ratio = path req/s ÷ reference req/s, both from this run. Gateway apps use their default options (\`cgiApp\`: default spawner and concurrency; \`fastcgiApp\`: default pool) and \`GatewayModule.forRoot()\`.`);
   L(`- Row 7 streams ${CFG.streamMiB} MiB down and ${CFG.streamMiB} MiB up through each kind (client in a process of its own, sha256 checked on both ends) after a 16 MiB warm-up, ${R.cfg.streamRounds ?? 1} time(s) (median time per direction), and the same transfers without the gateway: to the Node listener directly (for the mount, \`callApp\` and \`proxyApp\`, whose listener runs inside the gateway process for the first two), and to Apache running the same CGI script (for \`cgiApp\`). RSS growth = the gateway process's peak resident memory, sampled every 20 ms, minus its RSS before the transfer (a CGI script's own memory is not counted). Throughput ratio = reference time ÷ path time, in the slower of the two directions.`);
   L(`- Row 8: \`wrk -t2 -c${CFG.slowClients} -d${CFG.floodSeconds}s --timeout 10s\`, then ${CFG.slowClients} slow clients at once (each sends its request head in 8 pieces over ${CFG.slowSpreadMs} ms, \`Connection: close\`); afterwards the server's child processes and established connections on its port must return to where they were before (10 s allowed).`);
@@ -621,9 +630,10 @@ function report(R) {
   L();
   L('All measurements (req/s per round; errors = non-2xx + socket errors over all rounds):');
   L();
-  L('| target | req/s per round | median req/s | median p99 ms | peak RSS MiB | errors |');
-  L('|---|---|---:|---:|---:|---:|');
-  for (const t of Object.values(T)) L(`| ${t.label} | ${t.runs.map((r) => r.rps.toFixed(0)).join(', ')} | ${rps(t.rps)} | ${ms(t.p99)} | ${mib(t.peakRss)} | ${t.errors} |`);
+  L('| target | req/s per round | median req/s | median p99 ms | peak RSS MiB | errors | CPU time stolen by the host, % per round |');
+  L('|---|---|---:|---:|---:|---:|---|');
+  const steal = (t) => (t.runs.every((r) => r.stealPct !== undefined) ? t.runs.map((r) => r.stealPct.toFixed(0)).join(', ') : '–');
+  for (const t of Object.values(T)) L(`| ${t.label} | ${t.runs.map((r) => r.rps.toFixed(0)).join(', ')} | ${rps(t.rps)} | ${ms(t.p99)} | ${mib(t.peakRss)} | ${t.errors} | ${steal(t)} |`);
   L();
   L(`## Big bodies (row 7): ${CFG.streamMiB} MiB down and up; gateway RSS growth < 64 MiB, throughput ≥ 0.8x the same transfer without the gateway`);
   L();
