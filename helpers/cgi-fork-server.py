@@ -9,27 +9,38 @@
 # separated by NUL (which no argument or variable can contain):
 #   S <id> <streams> <cmd> <cwd> <uid> <gid> <stderr bytes> <nargs> <arg>... <NAME=VALUE>...
 # (<uid>/<gid> empty: keep ours; else the child runs as that user/group, no other groups).
-# <streams> is a subset of "io": for each, this helper connects to the Unix socket argv[1]
-# and sends the 12-byte header b"%011d" + one of i/o; that connection becomes the child's
-# stdin/stdout (no "i": /dev/null). The child's stderr is a pipe this helper reads and relays
+# <streams> is "i" and/or "o", or "p" alone: for "i" and "o" this helper connects to the Unix
+# socket argv[1] and sends the 12-byte header b"%011d" + i or o; that connection becomes the
+# child's stdin/stdout (no "i": /dev/null). With "p" the child's stdout is a pipe this helper
+# reads: output that ends within INLINE_BYTES and INLINE_MS of the start comes back whole in
+# an O line; otherwise an H line hands the pipe over, and the Node process opens it through
+# /proc/<our pid>/fd/<fd> and tells us with a C request that we may close our end.
+# The child's stderr is a pipe this helper reads and relays
 # in L lines, up to <stderr bytes> (empty: all); the rest is read and dropped, so that the
 # script never blocks on it. Replies on stdout:
-#   R <python version>                ready (first line)
+#   R <python version> <fd>           ready (first line); <fd>: a pipe to try opening, then C 0
 #   P <id> <pid>                      started, leader of its own process group
+#   O <id> <base64>                   ("p") its whole output
+#   H <id> <fd> <base64>              ("p") its output so far; the rest is in our <fd>
 #   L <id> <base64>                   error output of the script
 #   F <id>                            its error output ended (EOF, or its group is gone)
 #   X <id> <code or -1> <signal or 0> <1 if no process of its group is left, else 0>   exited
 #   E <id> <reason>                   could not start
-# Why stderr is relayed rather than connected back: an accepted connection costs the Node
-# process far more than a line on a pipe it reads anyway, and most scripts write no stderr.
+# The other request: C <id>, the Node process has opened what an H line handed over.
+# Why stderr, and short output, are relayed rather than connected back: an accepted connection
+# costs the Node process far more than a line on a pipe it reads anyway (a socket object, an
+# accept, a shutdown and a close per request); and long output is handed over rather than
+# relayed, so that this helper never copies a big body.
 # When stdin closes (the Node process ended or died), every group still running gets SIGTERM.
 import binascii
+import math
 import os
 import select
 import signal
 import socket
 import subprocess
 import sys
+from time import monotonic
 
 if sys.version_info < (3, 8) or not hasattr(os, 'posix_spawn'):
     sys.stderr.write('nest-gateway CGI helper needs Python 3.8 or later with os.posix_spawn\n')
@@ -66,6 +77,12 @@ relay_of = {}  # request id -> its Relay's descriptor
 # relay ends (a daemon that left the group may hold the pipe for ever).
 lingering = {}
 GROUP_CHECK_MS = 250
+# Stdout pipes ("p") read here: read end -> Capture; and the read ends handed over, kept open
+# until the Node process says it has opened them (request id -> read end).
+captures = {}
+handed = {}
+INLINE_BYTES = 64 * 1024
+INLINE_MS = 20
 DEVNULL = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
 ROOT = os.getcwd()
 # A script starts with every signal at its default, as exec from a shell would give it
@@ -88,6 +105,71 @@ class Relay:
     def __init__(self, request_id, room):
         self.request_id = request_id
         self.room = room
+
+
+class Capture:
+    __slots__ = ('request_id', 'chunks', 'size', 'deadline')
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+        self.chunks = []
+        self.size = 0
+        self.deadline = monotonic() + INLINE_MS / 1000
+
+
+def capture(fd):
+    """Reads a stdout pipe: the whole output goes back in an O line; too much is handed over."""
+    state = captures[fd]
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b''
+        if not data:
+            end_capture(fd)
+            out.write(f'O {state.request_id} {encoded(state.chunks)}\n')
+            os.close(fd)
+            return
+        state.chunks.append(data)
+        state.size += len(data)
+        if state.size > INLINE_BYTES:
+            hand_over(fd)
+            return
+
+
+def hand_over(fd):
+    """Stops reading the pipe; the Node process opens it and reads on where we stopped."""
+    state = captures[fd]
+    end_capture(fd)
+    handed[state.request_id] = fd
+    out.write(f'H {state.request_id} {fd} {encoded(state.chunks)}\n')
+
+
+def end_capture(fd):
+    del captures[fd]
+    poller.unregister(fd)
+
+
+def encoded(chunks):
+    return binascii.b2a_base64(b''.join(chunks), newline=False).decode()
+
+
+def hand_over_late_captures():
+    now = monotonic()
+    for fd, state in list(captures.items()):
+        if state.deadline <= now:
+            hand_over(fd)
+
+
+def poll_timeout():
+    """Milliseconds until the next capture is due or the next group check; None: no limit."""
+    timeout = GROUP_CHECK_MS if lingering else None
+    if captures:
+        due = max(0, math.ceil((min(c.deadline for c in captures.values()) - monotonic()) * 1000))
+        timeout = due if timeout is None else min(timeout, due)
+    return timeout
 
 
 def relay(fd, drain=False):
@@ -168,17 +250,15 @@ def end_relays_of_gone_groups():
             pass
 
 
-def spawn_as(program, args, env, cwd, sockets, error_fd, uid, gid):
+def spawn_as(program, args, env, cwd, stdio, error_fd, uid, gid):
     """posix_spawn cannot change user: Popen can (it drops groups, then gid, then uid)."""
-    def fd(kind):
-        return sockets[kind].fileno() if kind in sockets else DEVNULL
     proc = subprocess.Popen(
         [program] + args,
         executable=program,
         env=env,
         cwd=cwd,
-        stdin=fd('i'),
-        stdout=fd('o'),
+        stdin=stdio[0],
+        stdout=stdio[1],
         stderr=error_fd,
         start_new_session=True,
         close_fds=True,
@@ -191,35 +271,44 @@ def spawn_as(program, args, env, cwd, sockets, error_fd, uid, gid):
     return proc.pid
 
 
+def handle(frame):
+    if frame.startswith(b'C\0'):
+        fd = handed.pop(frame[2:].decode('ascii'), None)
+        if fd is not None:
+            os.close(fd)
+    elif frame.startswith(b'S\0'):
+        start(frame)
+
+
 def start(frame):
     op, request_id, streams, program, cwd, uid, gid, error_bytes, nargs, *rest = frame.split(b'\0')
-    if op != b'S':
-        return
     request_id = request_id.decode('ascii')
     streams = streams.decode('ascii')
     count = int(nargs)
     env = dict(item.split(b'=', 1) for item in rest[count:])
     sockets = {}
-    error_r = error_w = -1
+    error_r = error_w = out_r = out_w = -1
     try:
         # Before anything starts: a bad field fails this request, never a running script.
         room = int(error_bytes) if error_bytes else None
         error_r, error_w = os.pipe()
         os.set_blocking(error_r, False)
-        for kind in streams:
+        for kind in streams.replace('p', ''):
             sock = sockets[kind] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.connect(SOCKET_PATH)
             sock.sendall(b'%011d%s' % (int(request_id), kind.encode()))
+        if 'p' in streams:
+            out_r, out_w = os.pipe()
+            os.set_blocking(out_r, False)
+        stdio = [sockets['i'].fileno() if 'i' in sockets else DEVNULL,
+                 sockets['o'].fileno() if 'o' in sockets else out_w if out_w != -1 else DEVNULL]
 
-        actions = []
-        for target, kind in enumerate('io'):
-            source = sockets[kind].fileno() if kind in sockets else DEVNULL
-            actions.append((os.POSIX_SPAWN_DUP2, source, target))
+        actions = [(os.POSIX_SPAWN_DUP2, source, target) for target, source in enumerate(stdio)]
         actions.append((os.POSIX_SPAWN_DUP2, error_w, 2))
         # Single-threaded, so changing our own directory is safe: the child starts in it.
         os.chdir(cwd or ROOT)
         if uid or gid:
-            pid = spawn_as(program, rest[:count], env, cwd or ROOT, sockets, error_w, uid, gid)
+            pid = spawn_as(program, rest[:count], env, cwd or ROOT, stdio, error_w, uid, gid)
         else:
             launch = os.posix_spawn if b'/' in program else os.posix_spawnp
             pid = launch(
@@ -237,6 +326,10 @@ def start(frame):
         poller.register(error_r, select.POLLIN)
         error_r = -1
         out.write(f'P {request_id} {pid}\n')
+        if out_r != -1:
+            captures[out_r] = Capture(request_id)
+            poller.register(out_r, select.POLLIN)
+            out_r = -1
     except OSError as error:
         reason = (error.strerror or str(error)).replace('\n', ' ')
         out.write(f'E {request_id} {error.errno or 0} {reason}\n')
@@ -246,7 +339,7 @@ def start(frame):
     finally:
         for sock in sockets.values():
             sock.close()  # the child holds its own copies
-        for fd in (error_r, error_w):
+        for fd in (error_r, error_w, out_r, out_w):
             if fd != -1:
                 os.close(fd)
 
@@ -257,10 +350,13 @@ def serve():
         reap()
         end_relays_of_gone_groups()
         out.flush()
-        ready = [fd for fd, _ in poller.poll(GROUP_CHECK_MS if lingering else None)]
+        ready = [fd for fd, _ in poller.poll(poll_timeout())]
         for fd in ready:
             if fd in relays:
                 relay(fd)
+            elif fd in captures:
+                capture(fd)
+        hand_over_late_captures()
         if wake_r in ready:
             try:
                 os.read(wake_r, 4096)
@@ -276,10 +372,14 @@ def serve():
                 if len(pending) < 4 + size:
                     break
                 frame, pending = pending[4:4 + size], pending[4 + size:]
-                start(frame)
+                handle(frame)
 
 
-out.write('R %d.%d\n' % sys.version_info[:2])
+# The Node process tries opening this pipe through /proc before it asks for "p" (request id 0).
+probe_r, probe_w = os.pipe()
+os.close(probe_w)
+handed['0'] = probe_r
+out.write('R %d.%d %d\n' % (*sys.version_info[:2], probe_r))
 out.flush()
 try:
     serve()

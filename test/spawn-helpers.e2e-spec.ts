@@ -745,6 +745,95 @@ describe("spawn helpers: a script's stderr, relayed by the helper", () => {
   });
 });
 
+// Without a request body a script's stdout is a pipe the helper reads: a short output comes
+// back whole in the helper's replies (no connection per request); one that is long, or still
+// open after a moment, is handed over and the Node process reads the pipe itself.
+describe("spawn helpers: a script's output without a request body", () => {
+  const pool = new SpawnHelperPool({ helpers: 1 });
+  afterAll(() => pool.close());
+  const start = (script: string) => pool.spawn({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' }, cwd: WORK, stdin: false });
+  const collect = (stream: NodeJS.ReadableStream) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
+    });
+  const run = async (script: string) => {
+    const child = await start(script);
+    child.stderr.resume();
+    const [stdout, exit] = await within(Promise.all([collect(child.stdout), child.exit]), 10_000, 'the script to finish');
+    return { stdout, exit };
+  };
+  let helper: HelperProcess;
+  beforeAll(async () => {
+    const before = helperProcesses();
+    await run('true');
+    [helper] = helpersStartedSince(before);
+  });
+  const helperFds = () => readdirSync(`/proc/${helper.pid}/fd`).length;
+
+  it('passes a short output on exactly: binary, in several writes, no final newline; and an empty one', async () => {
+    const { stdout, exit } = await run(`printf 'a\\000b\\377'; printf ' part 2'`);
+    expect(stdout).toEqual(Buffer.concat([Buffer.from([0x61, 0, 0x62, 0xff]), Buffer.from(' part 2')]));
+    expect(exit.code).toBe(0);
+    expect((await run('exit 3')).stdout.length).toBe(0);
+  });
+
+  it('passes outputs just under, at and over the 64 KiB kept in the helper, and of 20 MiB, byte for byte', async () => {
+    const file = join(WORK, 'random-output.bin');
+    writeFileSync(file, randomBytes(20 * 1024 * 1024));
+    const whole = readFileSync(file);
+    for (const size of [65535, 65536, 65537, 200_000, whole.length]) {
+      const { stdout, exit } = await run(`head -c ${size} ${file}`);
+      expect({ size, length: stdout.length, sha256: sha256(stdout), code: exit.code }).toEqual({ size, length: size, sha256: sha256(whole.subarray(0, size)), code: 0 });
+    }
+  });
+
+  it('passes the first part on while the script still runs', async () => {
+    const child = await start('echo first; sleep 2; echo second');
+    child.stderr.resume();
+    const first = await within(new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()))), 1000, 'the first line');
+    expect(first).toBe('first\n');
+    // Read from the helper's pipe: no connection to the pool's socket besides its listener.
+    expect(unixSocketsAt(helper.socketPath)).toBe(1);
+    const exited = await Promise.race([child.exit.then(() => true), sleepMs(300).then(() => false)]);
+    expect(exited).toBe(false);
+    const rest = await within(collect(child.stdout), 5000, 'the rest');
+    expect(rest.toString()).toBe('second\n');
+  });
+
+  it('holds back a script whose handed-over output is not read, and lets it go on when it is', async () => {
+    const child = await start('head -c 4194304 /dev/zero; echo done >&2');
+    child.stderr.resume();
+    child.stdout.pause();
+    const exited = await Promise.race([child.exit.then(() => true), sleepMs(500).then(() => false)]);
+    expect(exited).toBe(false);
+    const read = collect(child.stdout);
+    child.stdout.resume();
+    const [stdout, exit] = await within(Promise.all([read, child.exit]), 5000, 'the script to finish');
+    expect(stdout.length).toBe(4194304);
+    expect(exit.code).toBe(0);
+  });
+
+  // The helper closes its end of a handed-over pipe once told that it was opened here: a
+  // reader that goes away must leave the script writing into nothing (SIGPIPE), not blocked.
+  it('stops a script whose handed-over output is abandoned: it gets SIGPIPE', async () => {
+    const child = await start('exec yes');
+    child.stderr.resume();
+    await within(new Promise((resolve) => child.stdout.once('data', resolve)), 2000, 'some output');
+    child.stdout.destroy();
+    const exit = await within(child.exit, 3000, 'yes to end');
+    expect(exit.signal).toBe('SIGPIPE');
+  });
+
+  it('holds no descriptor in the helper once 40 short and 40 handed-over outputs are done', async () => {
+    await run('echo warm');
+    const before = helperFds();
+    const runs = await Promise.all(Array.from({ length: 80 }, (_, i) => run(i % 2 ? `echo ${i}` : `head -c 100000 /dev/zero; echo ${i}`)));
+    runs.forEach((r, i) => expect(r.stdout.subarray(i % 2 ? 0 : 100000).toString()).toBe(`${i}\n`));
+    await waitFor(() => helperFds() === before, 3000, `the helper's descriptors to return to ${before}`);
+  });
+});
+
 describe('spawn helpers: close()', () => {
   let helpers: HelperProcess[];
   let dir: string;

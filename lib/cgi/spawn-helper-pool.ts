@@ -1,12 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { createServer, Socket, type Server } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { directSpawner, type CgiChild, type CgiExit, type CgiSpawner, type CgiSpawnRequest } from './spawner.js';
+import { directSpawner, signalGroup, type CgiChild, type CgiExit, type CgiSpawner, type CgiSpawnRequest } from './spawner.js';
 
 const HELPER_SCRIPT = fileURLToPath(new URL('../../helpers/cgi-fork-server.py', import.meta.url));
 const HEADER_BYTES = 12;
@@ -29,6 +29,8 @@ interface PendingSpawn {
   file: string;
   streams: string;
   sockets: Partial<Record<'i' | 'o', Socket>>;
+  /** With streams "p": the script's output, whole from an O line or handed over by an H line. */
+  output?: Readable;
   /** The script's error output, relayed by the helper in `L` lines; ended by `F`. */
   stderr: Readable;
   stderrEnded: boolean;
@@ -48,6 +50,8 @@ interface Helper {
   dead: boolean;
   /** Requests of this tick, written together: each write wakes the helper up. */
   queued: Buffer[];
+  /** Whether this process can open the helper's pipes through /proc (known once it is ready). */
+  pipesOpen: boolean;
 }
 
 /**
@@ -81,7 +85,9 @@ export class SpawnHelperPool implements CgiSpawner {
     if (!(await this.started) || this.closed) return directSpawner.spawn(request);
     const helper = this.nextHelper();
     const id = ++this.sequence;
-    const streams = (request.stdin === false ? '' : 'i') + 'o';
+    // A request with a body keeps the connection it is written to; without one, the output
+    // comes back in the helper's replies when it is short, with no connection at all.
+    const streams = request.stdin !== false ? 'io' : helper.pipesOpen ? 'p' : 'o';
     const frame = encodeRequest(id, streams, request);
     let resolveExit!: (exit: CgiExit) => void;
     const exit = new Promise<CgiExit>((resolve) => (resolveExit = resolve));
@@ -136,7 +142,7 @@ export class SpawnHelperPool implements CgiSpawner {
     // A session of its own: a Ctrl-C on the terminal is for the Node process, which then
     // closes the helpers' stdin; and no signal disposition of ours is inherited by scripts.
     const child = spawn(this.python, ['-I', '-u', HELPER_SCRIPT, socketPath], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const helper: Helper = { process: child, inflight: new Set(), dead: false, queued: [] };
+    const helper: Helper = { process: child, inflight: new Set(), dead: false, queued: [], pipesOpen: false };
     let onReady!: () => void;
     let onFail!: (error: Error) => void;
     const ready = new Promise<void>((resolve, reject) => ((onReady = resolve), (onFail = reject)));
@@ -153,10 +159,12 @@ export class SpawnHelperPool implements CgiSpawner {
         const line = buffered.slice(0, end);
         buffered = buffered.slice(end + 1);
         if (line.startsWith('R ')) {
+          helper.pipesOpen = canOpenPipe(child.pid!, Number(line.split(' ')[2]));
+          this.send(helper, encodeFields(['C', '0']));
           if (helper.inflight.size === 0) (child.stdout as unknown as Socket).unref?.();
           onReady();
         }
-        else this.onReply(line);
+        else this.onReply(helper, line);
       }
     });
     child.once('error', (error) => onFail(error));
@@ -191,12 +199,17 @@ export class SpawnHelperPool implements CgiSpawner {
     return helper;
   }
 
-  private onReply(line: string): void {
+  private onReply(helper: Helper, line: string): void {
     const [op, id, first, second, ...rest] = line.split(' ');
     const spawn = this.pending.get(Number(id));
+    if (op === 'H') return this.takeOver(helper, id, Number(first), second, spawn);
     if (!spawn) return;
     if (op === 'L') {
       spawn.stderr.push(Buffer.from(first, 'base64'));
+    } else if (op === 'O') {
+      spawn.output = wholeOutput(Buffer.from(first, 'base64'));
+      this.maybeReady(spawn);
+      this.maybeForget(spawn);
     } else if (op === 'F') {
       spawn.stderrEnded = true;
       spawn.stderr.push(null);
@@ -234,7 +247,32 @@ export class SpawnHelperPool implements CgiSpawner {
     socket.on('readable', onReadable);
   }
 
+  /**
+   * Output handed over: the rest is in the helper's pipe, opened here through /proc (the
+   * helper stopped reading it), after what the helper had read. The helper then closes its end.
+   */
+  private takeOver(helper: Helper, id: string, fd: number, readSoFar: string, spawn: PendingSpawn | undefined): void {
+    try {
+      if (!spawn) return;
+      let pipe: Socket;
+      try {
+        pipe = new Socket({ fd: openSync(`/proc/${helper.process.pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+      } catch (error) {
+        if (spawn.pid !== undefined) signalGroup(spawn.pid, 'SIGKILL');
+        return this.fail(spawn, error as Error);
+      }
+      pipe.on('error', () => undefined);
+      if (readSoFar) pipe.unshift(Buffer.from(readSoFar, 'base64'));
+      spawn.output = pipe;
+      this.maybeReady(spawn);
+      this.maybeForget(spawn);
+    } finally {
+      this.send(helper, encodeFields(['C', id]));
+    }
+  }
+
   private connected(spawn: PendingSpawn): boolean {
+    if (spawn.streams === 'p') return spawn.output !== undefined;
     return Object.keys(spawn.sockets).length === spawn.streams.length;
   }
 
@@ -244,7 +282,7 @@ export class SpawnHelperPool implements CgiSpawner {
     spawn.resolve({
       pid: spawn.pid,
       stdin: spawn.sockets.i ?? nullSink(),
-      stdout: spawn.sockets.o!,
+      stdout: spawn.sockets.o ?? spawn.output!,
       stderr: spawn.stderr,
       exit: spawn.exit,
     });
@@ -269,6 +307,7 @@ export class SpawnHelperPool implements CgiSpawner {
   private fail(spawn: PendingSpawn, error: Error): void {
     this.untrack(spawn);
     for (const socket of Object.values(spawn.sockets)) socket?.destroy();
+    spawn.output?.destroy();
     spawn.stderr.destroy();
     if (!spawn.settled) {
       spawn.settled = true;
@@ -313,6 +352,10 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
   for (const field of fields) {
     if (field.includes('\0')) throw Object.assign(new Error(`spawn ${request.file} EINVAL: NUL byte in an argument or variable`), { code: 'EINVAL' });
   }
+  return encodeFields(fields);
+}
+
+function encodeFields(fields: string[]): Buffer {
   const payload = Buffer.from(fields.join('\0'), 'utf8');
   const frame = Buffer.allocUnsafe(4 + payload.length);
   frame.writeUInt32BE(payload.length, 0);
@@ -324,6 +367,29 @@ function encodeRequest(id: number, streams: string, request: CgiSpawnRequest): B
 function byteCount(limit: number | undefined): string {
   if (limit === undefined || !Number.isFinite(limit) || limit >= Number.MAX_SAFE_INTEGER) return '';
   return String(Math.max(0, Math.floor(limit)));
+}
+
+/** Output that came whole in a reply, read like a stream. */
+function wholeOutput(bytes: Buffer): Readable {
+  const output = new Readable({ read: () => undefined });
+  if (bytes.length > 0) output.push(bytes);
+  output.push(null);
+  return output;
+}
+
+/**
+ * Whether a pipe of the helper can be opened through /proc/<pid>/fd (Linux with /proc, and
+ * nothing that forbids reading another process's descriptors), tried on the one the helper
+ * made for this when it started.
+ */
+function canOpenPipe(pid: number, fd: number): boolean {
+  if (!Number.isInteger(fd)) return false;
+  try {
+    closeSync(openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function nullSink(): Writable {
