@@ -33,6 +33,7 @@
 # relayed, so that this helper never copies a big body.
 # When stdin closes (the Node process ended or died), every group still running gets SIGTERM.
 import binascii
+import errno
 import math
 import os
 import select
@@ -252,6 +253,8 @@ def end_relays_of_gone_groups():
 
 def spawn_as(program, args, env, cwd, stdio, error_fd, uid, gid):
     """posix_spawn cannot change user: Popen can (it drops groups, then gid, then uid)."""
+    if sys.version_info < (3, 9):  # Popen's user, group and extra_groups came with 3.9
+        raise OSError(errno.ENOSYS, 'running scripts as another user (uid, gid) needs Python 3.9 or later')
     proc = subprocess.Popen(
         [program] + args,
         executable=program,

@@ -18,7 +18,7 @@ export interface SpawnHelperOptions {
    */
   helpers?: number;
   /**
-   * Python 3.10 or later, which runs the helper.
+   * Python 3.8 or later, which runs the helper (3.9 or later to run scripts as another user: `uid`, `gid`).
    * @default '/usr/bin/python3' when it exists, else 'python3' on PATH
    */
   python?: string;
