@@ -279,6 +279,29 @@ function unixSocketsAt(path: string): number {
     .filter((line) => line.trim().split(/\s+/)[7] === path).length;
 }
 
+/** Everything a stream gives, once it ends. */
+const collectBytes = (stream: NodeJS.ReadableStream) =>
+  new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
+  });
+
+/** The helper of a pool of one (found once `warmUp` has started a script through it), and its open descriptors. */
+function helperOfPool(warmUp: () => Promise<unknown>) {
+  let found: HelperProcess;
+  beforeAll(async () => {
+    const before = helperProcesses();
+    await warmUp();
+    [found] = helpersStartedSince(before);
+  });
+  return {
+    get process() {
+      return found;
+    },
+    fds: () => readdirSync(`/proc/${found.pid}/fd`).length,
+  };
+}
+
 /** The pids slow.sh recorded for a test id: [script, background child]. */
 const pidsOf = (id: string) => recordedPids(WORK, id);
 
@@ -669,23 +692,12 @@ describe('spawn helpers: what is left of a process group at exit', () => {
 describe("spawn helpers: a script's stderr, relayed by the helper", () => {
   const pool = new SpawnHelperPool({ helpers: 1 });
   afterAll(() => pool.close());
-  const collect = (stream: NodeJS.ReadableStream) =>
-    new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
-    });
   const run = async (script: string, stderrBytes?: number) => {
     const child = await pool.spawn({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdin: false, stderrBytes });
-    const [stdout, stderr, exit] = await within(Promise.all([collect(child.stdout), collect(child.stderr), child.exit]), 10_000, 'the script to finish');
+    const [stdout, stderr, exit] = await within(Promise.all([collectBytes(child.stdout), collectBytes(child.stderr), child.exit]), 10_000, 'the script to finish');
     return { pid: child.pid, stdout: stdout.toString(), stderr, exit };
   };
-  let helper: HelperProcess;
-  beforeAll(async () => {
-    const before = helperProcesses();
-    await run('true');
-    [helper] = helpersStartedSince(before);
-  });
-  const helperFds = () => readdirSync(`/proc/${helper.pid}/fd`).length;
+  const helper = helperOfPool(() => run('true'));
 
   it('passes the bytes on exactly: binary, in many writes, no final newline', async () => {
     const { stdout, stderr, exit } = await run(`printf 'a\\000b\\377\\n' >&2; for i in 1 2 3; do printf "part $i " >&2; done; echo out`);
@@ -738,12 +750,12 @@ describe("spawn helpers: a script's stderr, relayed by the helper", () => {
 
   it('holds no descriptor in the helper once 40 scripts that wrote to stderr are done', async () => {
     await run('echo warm >&2');
-    const before = helperFds();
+    const before = helper.fds();
     const runs = await Promise.all(Array.from({ length: 40 }, (_, i) => run(`echo "complaint ${i}" >&2; echo ${i}`)));
     runs.forEach((r, i) => expect({ out: r.stdout, err: r.stderr.toString() }).toEqual({ out: `${i}\n`, err: `complaint ${i}\n` }));
     // At most: `before` may still count the warm-up's own pipe, if its output was handed over
     // and the helper had not been told yet that it could close it.
-    await waitFor(() => helperFds() <= before, 3000, `the helper's descriptors to return to ${before}`);
+    await waitFor(() => helper.fds() <= before, 3000, `the helper's descriptors to return to ${before}`);
   });
 });
 
@@ -754,24 +766,13 @@ describe("spawn helpers: a script's output without a request body", () => {
   const pool = new SpawnHelperPool({ helpers: 1 });
   afterAll(() => pool.close());
   const start = (script: string) => pool.spawn({ file: '/bin/sh', args: ['-c', script], env: { PATH: '/usr/bin:/bin' }, cwd: WORK, stdin: false });
-  const collect = (stream: NodeJS.ReadableStream) =>
-    new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks))).once('error', reject);
-    });
   const run = async (script: string) => {
     const child = await start(script);
     child.stderr.resume();
-    const [stdout, exit] = await within(Promise.all([collect(child.stdout), child.exit]), 10_000, 'the script to finish');
+    const [stdout, exit] = await within(Promise.all([collectBytes(child.stdout), child.exit]), 10_000, 'the script to finish');
     return { stdout, exit };
   };
-  let helper: HelperProcess;
-  beforeAll(async () => {
-    const before = helperProcesses();
-    await run('true');
-    [helper] = helpersStartedSince(before);
-  });
-  const helperFds = () => readdirSync(`/proc/${helper.pid}/fd`).length;
+  const helper = helperOfPool(() => run('true'));
 
   it('passes a short output on exactly: binary, in several writes, no final newline; and an empty one', async () => {
     const { stdout, exit } = await run(`printf 'a\\000b\\377'; printf ' part 2'`);
@@ -796,10 +797,10 @@ describe("spawn helpers: a script's output without a request body", () => {
     const first = await within(new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()))), 1000, 'the first line');
     expect(first).toBe('first\n');
     // Read from the helper's pipe: no connection to the pool's socket besides its listener.
-    expect(unixSocketsAt(helper.socketPath)).toBe(1);
+    expect(unixSocketsAt(helper.process.socketPath)).toBe(1);
     const exited = await Promise.race([child.exit.then(() => true), sleepMs(300).then(() => false)]);
     expect(exited).toBe(false);
-    const rest = await within(collect(child.stdout), 5000, 'the rest');
+    const rest = await within(collectBytes(child.stdout), 5000, 'the rest');
     expect(rest.toString()).toBe('second\n');
   });
 
@@ -809,7 +810,7 @@ describe("spawn helpers: a script's output without a request body", () => {
     child.stdout.pause();
     const exited = await Promise.race([child.exit.then(() => true), sleepMs(500).then(() => false)]);
     expect(exited).toBe(false);
-    const read = collect(child.stdout);
+    const read = collectBytes(child.stdout);
     child.stdout.resume();
     const [stdout, exit] = await within(Promise.all([read, child.exit]), 5000, 'the script to finish');
     expect(stdout.length).toBe(4194304);
@@ -829,12 +830,12 @@ describe("spawn helpers: a script's output without a request body", () => {
 
   it('holds no descriptor in the helper once 40 short and 40 handed-over outputs are done', async () => {
     await run('echo warm');
-    const before = helperFds();
+    const before = helper.fds();
     const runs = await Promise.all(Array.from({ length: 80 }, (_, i) => run(i % 2 ? `echo ${i}` : `head -c 100000 /dev/zero; echo ${i}`)));
     runs.forEach((r, i) => expect(r.stdout.subarray(i % 2 ? 0 : 100000).toString()).toBe(`${i}\n`));
     // At most: `before` may still count the warm-up's own pipe, if its output was handed over
     // and the helper had not been told yet that it could close it.
-    await waitFor(() => helperFds() <= before, 3000, `the helper's descriptors to return to ${before}`);
+    await waitFor(() => helper.fds() <= before, 3000, `the helper's descriptors to return to ${before}`);
   });
 });
 
