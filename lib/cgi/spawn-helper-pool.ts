@@ -256,7 +256,7 @@ export class SpawnHelperPool implements CgiSpawner {
       if (!spawn) return;
       let pipe: Socket;
       try {
-        pipe = new Socket({ fd: openSync(`/proc/${helper.process.pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+        pipe = new Socket({ fd: openHelperPipe(helper.process.pid!, fd), readable: true, writable: false });
       } catch (error) {
         if (spawn.pid !== undefined) signalGroup(spawn.pid, 'SIGKILL');
         return this.fail(spawn, error as Error);
@@ -377,6 +377,11 @@ function wholeOutput(bytes: Buffer): Readable {
   return output;
 }
 
+/** A new descriptor, of this process, for the read end of a pipe that the helper holds. */
+function openHelperPipe(pid: number, fd: number): number {
+  return openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK);
+}
+
 /**
  * Whether a pipe of the helper can be opened through /proc/<pid>/fd (Linux with /proc, and
  * nothing that forbids reading another process's descriptors), tried on the one the helper
@@ -385,7 +390,7 @@ function wholeOutput(bytes: Buffer): Readable {
 function canOpenPipe(pid: number, fd: number): boolean {
   if (!Number.isInteger(fd)) return false;
   try {
-    closeSync(openSync(`/proc/${pid}/fd/${fd}`, constants.O_RDONLY | constants.O_NONBLOCK));
+    closeSync(openHelperPipe(pid, fd));
     return true;
   } catch {
     return false;
