@@ -2,7 +2,7 @@ import { All, Controller, Inject, Req } from '@nestjs/common';
 import { GatewayModule, GatewayService, MountGateway, PathInfo, fetchApp } from 'nest-gateway';
 import { createHash } from 'node:crypto';
 import { request as undiciRequest } from 'undici';
-import { BINARY_SHA, responsesListener } from './fixtures/responses.js';
+import { BINARY_SHA, responsesListener, shortBinary } from './fixtures/responses.js';
 import { startNest, type Started } from './fixtures/start.js';
 
 @MountGateway('mounted', responsesListener)
@@ -98,6 +98,15 @@ describe.each(['mounted', 'called'])('responses through %s Node apps', (kind) =>
     const res = await get('/binary');
     const body = Buffer.from(await res.body.arrayBuffer());
     expect(createHash('sha256').update(body).digest('hex')).toBe(BINARY_SHA);
+  });
+
+  it.each([1, 256, 4095, 4096, 4097])('passes a short binary body of %i bytes byte for byte, with its length', async (size) => {
+    const res = await get(`/short-binary?size=${size}`);
+    expect(res.headers['content-length']).toBe(String(size));
+    expect(Buffer.from(await res.body.arrayBuffer()).equals(shortBinary(size))).toBe(true);
+    const head = await get(`/short-binary?size=${size}`, 'HEAD');
+    expect(head.statusCode).toBe(200);
+    expect(await head.body.text()).toBe('');
   });
 });
 

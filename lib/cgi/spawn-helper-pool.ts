@@ -259,7 +259,10 @@ export class SpawnHelperPool implements CgiSpawner {
         pipe = new Socket({ fd: openHelperPipe(helper.process.pid!, fd), readable: true, writable: false });
       } catch (error) {
         if (spawn.pid !== undefined) signalGroup(spawn.pid, 'SIGKILL');
-        return this.fail(spawn, error as Error);
+        // Most likely the helper died after handing the pipe over: say so, not "no such file".
+        const reason = (error as Error).message;
+        const message = `CGI spawn helper's output pipe could not be taken over (the helper may have died): ${reason}`;
+        return this.fail(spawn, new Error(message, { cause: error }));
       }
       pipe.on('error', () => undefined);
       if (readSoFar) pipe.unshift(Buffer.from(readSoFar, 'base64'));
