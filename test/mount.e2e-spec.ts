@@ -273,9 +273,10 @@ describe('the caller request after a mounted app', () => {
       linked: req.res === res && res.req === req,
       sameRequest: Object.getPrototypeOf(req) === nestExpress?.request,
       late: typeof (req as unknown as { late?: unknown }).late,
+      env: (req as unknown as { gatewayEnv?: unknown }).gatewayEnv,
     });
   });
-  @MountGateway('plain', plain)
+  @MountGateway('plain', plain, { env: { site: 'plain' } })
   class PlainMount {}
 
   /** An Express app of Nest's Express with an Express app mounted in it, each with settings of its own. */
@@ -312,6 +313,9 @@ describe('the caller request after a mounted app', () => {
     tenant: typeof req.tenant,
     brand: typeof res.brand,
     ownKeys: Object.keys(req).includes('app') || Object.keys(res).includes('app'),
+    originalUrl: req.originalUrl,
+    gatewayEnv: req.gatewayEnv,
+    listsGatewayEnv: Object.keys(req).includes('gatewayEnv'),
     reqPrototype: Object.getPrototypeOf(req),
     resPrototype: Object.getPrototypeOf(res),
   });
@@ -355,9 +359,12 @@ describe('the caller request after a mounted app', () => {
     const res = await request(s.url).get('/plain/inside').set(forwarded);
     expect(res.headers['x-powered-by']).toBe('Express');
     // Its settings, its `app`, its locals; its own (untrusting) proxy setting.
-    expect(res.body).toEqual({ reqApp: true, resApp: true, title: 'plain', ip: expect.not.stringContaining('203.0.113.9'), locals: true, linked: true, sameRequest: true, late: 'undefined' });
+    expect(res.body).toEqual({ reqApp: true, resApp: true, title: 'plain', ip: expect.not.stringContaining('203.0.113.9'), locals: true, linked: true, sameRequest: true, late: 'undefined', env: { site: 'plain' } });
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatchObject({ after: { reqApp: nestExpress, resApp: nestExpress, ip: '203.0.113.9', ownKeys: false } });
+    // The mount's own properties are gone again for Nest's code after it: values, and listed keys.
+    const { before, after } = seen[0] as { before: Record<string, unknown>; after: Record<string, unknown> };
+    expect(after).toMatchObject({ url: before.url, baseUrl: before.baseUrl, originalUrl: '/plain/inside', gatewayEnv: undefined, listsGatewayEnv: false });
     // Helpers the app adds to its prototypes later reach its requests from then on.
     Object.assign(plain.request, { late: () => 'late' });
     const later = await request(s.url).get('/plain/inside').set(forwarded);

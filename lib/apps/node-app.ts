@@ -73,7 +73,10 @@ function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: G
   req.originalUrl = exchange.originalUrl;
   req.baseUrl = exchange.prefix;
   req.url = appUrl(exchange);
-  req.gatewayEnv = exchange.env;
+  // Not enumerable when the request had none: it stays behind, `undefined`, once the mount is
+  // over (see restoreProperty), where Nest's loggers would otherwise list it.
+  if (Object.hasOwn(req, 'gatewayEnv')) req.gatewayEnv = exchange.env;
+  else Object.defineProperty(req, 'gatewayEnv', { value: exchange.env, writable: true, configurable: true });
 }
 
 function appUrl(exchange: GatewayExchange): string {
@@ -141,10 +144,7 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       settled = true;
       res.off('finish', onDone);
       res.off('close', onDone);
-      for (const [key, descriptor] of saved) {
-        if (descriptor) Object.defineProperty(req, key, descriptor);
-        else delete req[key];
-      }
+      for (const [key, descriptor] of saved) restoreProperty(req, key, descriptor);
       req.headers = headers;
       req.rawHeaders = rawHeaders;
       if (apps) {
@@ -180,6 +180,21 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       }
     }
   });
+}
+
+/**
+ * Puts back a property of the client's request as `before` (its descriptor before the app)
+ * describes it. One the request did not have becomes `undefined` rather than being deleted:
+ * deleting any but the last property added turns the object into a dictionary in V8, which
+ * cost every mounted request about 17 k instructions (4%). A plain data property is assigned
+ * (`defineProperty` costs about 1.5 k instructions each), unless it can no longer be.
+ */
+function restoreProperty(object: Record<string, unknown>, key: string, before: PropertyDescriptor | undefined): void {
+  if (before === undefined) {
+    if (Object.hasOwn(object, key) && !Reflect.set(object, key, undefined)) delete object[key];
+  } else if (!(before.writable && before.enumerable && before.configurable && Reflect.set(object, key, before.value))) {
+    Object.defineProperty(object, key, before);
+  }
 }
 
 /**
