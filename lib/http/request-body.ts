@@ -48,7 +48,8 @@ export function restoreContentType(req: IncomingMessage): void {
   const type = tracked[HIDDEN_CONTENT_TYPE];
   if (type === undefined) return;
   req.headers['content-type'] = type;
-  delete tracked[HIDDEN_CONTENT_TYPE];
+  // Not deleted: a delete would make V8 keep the request as a dictionary from then on.
+  tracked[HIDDEN_CONTENT_TYPE] = undefined;
 }
 
 /**
