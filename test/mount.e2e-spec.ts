@@ -248,6 +248,17 @@ describe('the caller request after a mounted app', () => {
   @MountGateway('through', fallThrough)
   class ThroughMount {}
 
+  /** An app that turns the mount's properties into accessors of its own. */
+  const accessors = (req: IncomingMessage & Record<string, unknown>, res: ServerResponse) => {
+    for (const key of ['url', 'gatewayEnv']) {
+      let value = req[key];
+      Object.defineProperty(req, key, { get: () => value, set: (v: unknown) => (value = `set:${String(v)}`), enumerable: true, configurable: true });
+    }
+    res.end('accessors');
+  };
+  @MountGateway('accessors', accessors, { env: { site: 'accessors' } })
+  class AccessorMount {}
+
   /** An Express app whose request and response prototypes carry helpers of their own. */
   const extended = express();
   Object.assign(extended.request, { tenant: () => 'extended' });
@@ -316,12 +327,13 @@ describe('the caller request after a mounted app', () => {
     originalUrl: req.originalUrl,
     gatewayEnv: req.gatewayEnv,
     listsGatewayEnv: Object.keys(req).includes('gatewayEnv'),
+    urlIsData: 'value' in (Object.getOwnPropertyDescriptor(req, 'url') ?? {}),
     reqPrototype: Object.getPrototypeOf(req),
     resPrototype: Object.getPrototypeOf(res),
   });
 
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, ExpressMount, ExtendedMount, PlainMount, ParentMount] }, (app) => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ThroughMount, AccessorMount, ExpressMount, ExtendedMount, PlainMount, ParentMount] }, (app) => {
       // Nest trusts its proxy; the mounted apps do not (Express's default).
       nestExpress = app.getHttpAdapter().getInstance() as express.Express;
       nestExpress.set('trust proxy', true);
@@ -339,12 +351,13 @@ describe('the caller request after a mounted app', () => {
     const forwarded = { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' };
     await request(s.url).get('/express/query?a=1').set(forwarded);
     await request(s.url).get('/through/x').set(forwarded);
+    await request(s.url).get('/accessors/x/').set(forwarded);
     await request(s.url).get('/express/redirect').set(forwarded);
     const who = await request(s.url).get('/extended/who').set(forwarded);
     // The app itself saw its own request: its helpers, its own (untrusting) proxy setting.
     expect(who.body.tenant).toBe('extended');
     expect(who.body.ip).not.toBe('203.0.113.9');
-    expect(seen).toHaveLength(4);
+    expect(seen).toHaveLength(5);
     for (const { before, after } of seen as Array<{ before: Record<string, unknown>; after: Record<string, unknown> }>) {
       expect(after).toEqual(before);
       expect(after.reqApp).toBe(before.reqApp);

@@ -73,10 +73,9 @@ function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: G
   req.originalUrl = exchange.originalUrl;
   req.baseUrl = exchange.prefix;
   req.url = appUrl(exchange);
-  // Not enumerable when the request had none: it stays behind, `undefined`, once the mount is
-  // over (see restoreProperty), where Nest's loggers would otherwise list it.
+  // Hidden when the request had none, as it stays behind (`undefined`) after the mount.
   if (Object.hasOwn(req, 'gatewayEnv')) req.gatewayEnv = exchange.env;
-  else Object.defineProperty(req, 'gatewayEnv', { value: exchange.env, writable: true, configurable: true });
+  else Object.defineProperty(req, 'gatewayEnv', { ...HIDDEN_UNDEFINED, value: exchange.env });
 }
 
 function appUrl(exchange: GatewayExchange): string {
@@ -184,17 +183,25 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
 
 /**
  * Puts back a property of the client's request as `before` (its descriptor before the app)
- * describes it. One the request did not have becomes `undefined` rather than being deleted:
- * deleting any but the last property added turns the object into a dictionary in V8, which
- * cost every mounted request about 17 k instructions (4%). A plain data property is assigned
- * (`defineProperty` costs about 1.5 k instructions each), unless it can no longer be.
+ * describes it. One the request did not have is left as a hidden `undefined` rather than
+ * deleted: deleting any but the last property added turns the object into a dictionary in V8,
+ * which cost every mounted request about 17 k instructions (4%). Properties that still have
+ * the attributes they need are assigned: changing attributes, or `defineProperty` at all,
+ * costs more (bench/findings.md, thirteenth round).
  */
 function restoreProperty(object: Record<string, unknown>, key: string, before: PropertyDescriptor | undefined): void {
-  if (before === undefined) {
-    if (Object.hasOwn(object, key) && !Reflect.set(object, key, undefined)) delete object[key];
-  } else if (!(before.writable && before.enumerable && before.configurable && Reflect.set(object, key, before.value))) {
-    Object.defineProperty(object, key, before);
-  }
+  const now = Object.getOwnPropertyDescriptor(object, key);
+  if (now === undefined && before === undefined) return;
+  const wanted = before ?? HIDDEN_UNDEFINED;
+  if (now !== undefined && isPlainData(now, wanted.enumerable) && isPlainData(wanted, wanted.enumerable)) object[key] = wanted.value;
+  else Object.defineProperty(object, key, wanted);
+}
+
+/** The property `gatewayEnv` becomes when the request had none. */
+const HIDDEN_UNDEFINED: PropertyDescriptor = { value: undefined, writable: true, enumerable: false, configurable: true };
+
+function isPlainData(descriptor: PropertyDescriptor, enumerable: boolean | undefined): boolean {
+  return descriptor.writable === true && descriptor.configurable === true && descriptor.enumerable === enumerable;
 }
 
 /**

@@ -8,7 +8,7 @@ interface Replay {
   chunks: Buffer[] | null;
   size: number;
   complete: boolean;
-  /** Takes the recording off the request again. */
+  /** Ends the recording and takes it off the request (its `emit` wrapper only passes events on). */
   stop(): void;
 }
 type TrackedRequest = IncomingMessage & { [HIDDEN_CONTENT_TYPE]?: string; [REPLAY]?: Replay };
@@ -60,16 +60,16 @@ export function restoreContentType(req: IncomingMessage): void {
 export function recordBodyReads(req: IncomingMessage, limit: number): void {
   const tracked = req as TrackedRequest;
   if (limit <= 0 || tracked[REPLAY] || !hasBody(req)) return;
-  const ownEmit = Object.prototype.hasOwnProperty.call(req, 'emit');
   const emit = req.emit;
   const replay: Replay = {
     chunks: [],
     size: 0,
     complete: false,
+    // Stops recording; the wrapper stays, passing events on: taking it off the request again
+    // would be a delete, which makes V8 keep the request as a dictionary from then on.
     stop: () => {
-      if (ownEmit) req.emit = emit;
-      else delete (req as Partial<IncomingMessage>).emit;
-      delete tracked[REPLAY];
+      replay.chunks = null;
+      tracked[REPLAY] = undefined;
     },
   };
   tracked[REPLAY] = replay;
