@@ -6,6 +6,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { BytesBody } from '../http/body-source.js';
 import { directSpawner, signalGroup, type CgiChild, type CgiExit, type CgiSpawner, type CgiSpawnRequest } from './spawner.js';
 
 const HELPER_SCRIPT = fileURLToPath(new URL('../../helpers/cgi-fork-server.py', import.meta.url));
@@ -207,7 +208,7 @@ export class SpawnHelperPool implements CgiSpawner {
     if (op === 'L') {
       spawn.stderr.push(Buffer.from(first, 'base64'));
     } else if (op === 'O') {
-      spawn.output = wholeOutput(Buffer.from(first, 'base64'));
+      spawn.output = new BytesBody(Buffer.from(first, 'base64'));
       this.maybeReady(spawn);
       this.maybeForget(spawn);
     } else if (op === 'F') {
@@ -370,14 +371,6 @@ function encodeFields(fields: string[]): Buffer {
 function byteCount(limit: number | undefined): string {
   if (limit === undefined || !Number.isFinite(limit) || limit >= Number.MAX_SAFE_INTEGER) return '';
   return String(Math.max(0, Math.floor(limit)));
-}
-
-/** Output that came whole in a reply, read like a stream. */
-function wholeOutput(bytes: Buffer): Readable {
-  const output = new Readable({ read: () => undefined });
-  if (bytes.length > 0) output.push(bytes);
-  output.push(null);
-  return output;
 }
 
 /** A new descriptor, of this process, for the read end of a pipe that the helper holds. */
