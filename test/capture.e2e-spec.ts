@@ -16,6 +16,7 @@ import { waitFor, within } from './fixtures/waiting.js';
 
 const KiB = 1024;
 const TRICKLE_CHUNKS = 256;
+const CALLBACK_WRITES = 48;
 
 /** What the apps saw, by request id (`x-id`). */
 const seen = new Map<string, { events: string[]; writes: boolean[] }>();
@@ -62,6 +63,14 @@ const edgeListener: NodeListener = (req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       void trickle(res, entry.writes);
       return;
+    case '/callbacks': {
+      // Ignores backpressure: every write's callback must still run, once and in order.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.once('finish', () => entry.events.push('finish'));
+      for (let i = 0; i < CALLBACK_WRITES; i++) res.write(trickleChunk(i), () => entry.events.push(`cb${i}`));
+      res.end(() => entry.events.push('end-cb'));
+      return;
+    }
     case '/never-ends':
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
       res.write('partial');
@@ -237,6 +246,21 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
       expect(seen.get(id)?.writes).toHaveLength(TRICKLE_CHUNKS);
       await waitFor(() => seen.get(id)?.events.includes('res-close-finished') ?? false, 2000, `${id}: app response closes finished`);
     }
+  });
+
+  it("runs every write callback of an app that ignores backpressure once, in order, then 'finish'", async () => {
+    const id = `${kind}-callbacks-${Date.now()}`;
+    const res = await get(url('/callbacks'), { id });
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(CALLBACK_WRITES * KiB);
+    for (let i = 0; i < CALLBACK_WRITES; i++) expect(res.body[i * KiB]).toBe(i % 256);
+    await waitFor(() => seen.get(id)?.events.includes('end-cb') ?? false, 2000, `${id}: end callback`);
+    const events = seen.get(id)!.events;
+    const callbacks = events.filter((event) => event.startsWith('cb'));
+    expect(callbacks).toEqual(Array.from({ length: CALLBACK_WRITES }, (_, i) => `cb${i}`));
+    expect(events.indexOf(`cb${CALLBACK_WRITES - 1}`)).toBeLessThan(events.indexOf('finish'));
+    expect(events.filter((event) => event === 'finish')).toHaveLength(1);
+    expect(events).toContain('res-close-finished');
   });
 
   it('keeps Content-Length and sends no body for HEAD', async () => {

@@ -58,7 +58,9 @@ export function captureResponseInto(
   };
   socket.on('drain', onDrain);
   res.on('error', ignore);
-  const onPrefinish = () => socket.endBodyIfFlushed();
+  // Every byte is in the body by then; the consumer may take it whole before 'finish', which
+  // waits for it to read what the app wrote beyond the body's high-water mark.
+  const onPrefinish = () => socket.endBody();
   res.on('prefinish', onPrefinish);
   res.on('finish', function onFinish() {
     // Taken off once done: an app that keeps its response (Express's `req.res`) would otherwise

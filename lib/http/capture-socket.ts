@@ -1,56 +1,73 @@
-import { Readable, Writable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
 import { WHOLE_BODY, type WholeBodySource } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
 /** Node caps its own header parser at 16 KiB by default; 1 MiB is far beyond any sane app. */
 const MAX_HEAD_BYTES = 1024 * 1024;
-const ignore = () => undefined;
+type WriteCallback = (error?: Error | null) => void;
 
 /**
  * The socket of a captured ServerResponse. It receives exactly what Node would send to a
  * client (the serialised head, then the raw body, as chunked framing is turned off), parses
- * the head, and turns the rest into a lazy body stream. A write's callback is held until the
- * body's consumer asks for more, so the app's `res.write()` sees real backpressure.
+ * the head, and passes the rest on to a lazy body stream as it comes. While the body's
+ * consumer has enough unread, write callbacks are held and `write()` says so, which gives the
+ * app's `res.write()` real backpressure.
+ *
+ * Not a `Writable`: the response is its only writer, and it uses a few members only (those
+ * below). A Writable's queue, corking and callback machinery cost every captured response
+ * about a fifth of its allocations, for bytes that go straight on to the body anyway
+ * (bench/findings.md, fourteenth round).
  */
-export class CaptureSocket extends Writable {
+export class CaptureSocket extends EventEmitter {
   readonly body: CapturedBody;
+  destroyed = false;
+  /** The response this socket serves; Node's ServerResponse sets and checks it. */
+  _httpMessage: unknown = null;
+  /** Node's ServerResponse sets `corked` here on `end()`; there is nothing to cork. */
+  readonly _writableState = { corked: 0 };
+  /** Tells the response not to emit 'finish' from callbacks of writes the destruction cut short. */
+  _hadError = false;
   /** The start of a head that arrived in pieces; Node writes its head in one piece, so rarely used. */
   private partialHead: Buffer | null = null;
   private headParsed = false;
-  private pendingWrite: (() => void) | null = null;
   private bodyEnded = false;
+  /** Callbacks of writes made while the body's consumer had enough unread, in order. */
+  private held: WriteCallback[] | null = null;
+  private heldBytes = 0;
+  private needDrain = false;
 
   constructor(
     private readonly onHead: (head: ParsedHead, body: Readable) => void,
     private readonly onError: (error: Error) => void,
   ) {
-    // Strings stay strings: the head is parsed from the very string Node serialised. Only
-    // written to: a Writable, as a Duplex would carry a readable side for nothing.
-    super({ decodeStrings: false });
+    super();
     this.body = new CapturedBody(this);
     // A failure reaches the app as its response's `close` and the consumer through the body;
-    // an unread body or an unwatched socket must not turn it into an uncaught exception.
-    this.on('error', ignore);
+    // an unread body must not turn it into an uncaught exception.
     this.body.on('error', ignore);
   }
 
-  /**
-   * Ends the body as soon as the app has ended its response and every byte has come through:
-   * the consumer may then take the whole body at once, before Node's 'finish' (a tick later).
-   */
-  endBodyIfFlushed(): void {
-    if (this.writableLength === 0) this.endBody();
+  get writable(): boolean {
+    return !this.destroyed;
   }
-
-  /** Ends the body once the app's response has finished. */
-  endBody(): void {
-    if (this.bodyEnded) return;
-    this.bodyEnded = true;
-    if (!this.body.destroyed) this.body.markEnded();
+  get writableLength(): number {
+    return this.heldBytes;
+  }
+  get writableHighWaterMark(): number {
+    return this.body.readableHighWaterMark;
+  }
+  get writableCorked(): number {
+    return 0;
+  }
+  get writableNeedDrain(): boolean {
+    return this.needDrain;
   }
 
   // Node's ServerResponse calls these on its socket.
+  cork(): void {}
+  uncork(): void {}
   setTimeout(): this {
     return this;
   }
@@ -61,62 +78,107 @@ export class CaptureSocket extends Writable {
     return this;
   }
 
-  override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.headParsed) {
-      this.deliver(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, callback);
-    } else if (typeof chunk === 'string' && this.partialHead === null) {
-      this.readHeadText(chunk, encoding, callback);
-    } else {
-      this.readHeadBytes(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, callback);
+  write(chunk: Buffer | Uint8Array | string, encoding?: BufferEncoding | WriteCallback | null, callback?: WriteCallback | null): boolean {
+    if (typeof encoding === 'function') {
+      callback = encoding;
+      encoding = undefined;
     }
+    if (this.destroyed) {
+      if (callback) process.nextTick(callback, destroyedError());
+      return false;
+    }
+    const rest = this.headParsed ? chunk : this.readHead(chunk, encoding ?? 'utf8');
+    if (rest === null) return false;
+    if (rest.length > 0 && !this.bodyEnded && !this.body.destroyed) {
+      const bytes = typeof rest === 'string' ? Buffer.from(rest, encoding ?? 'utf8') : asBuffer(rest);
+      if (!this.body.push(bytes) && this.held === null) this.held = [];
+      if (this.held !== null) this.heldBytes += bytes.length;
+    }
+    if (this.held === null) {
+      if (callback) process.nextTick(callback);
+      return true;
+    }
+    if (callback) this.held.push(callback);
+    this.needDrain = true;
+    return false;
   }
 
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const pending = this.pendingWrite;
-    this.pendingWrite = null;
+  /** An app that ends the connection itself (`res.socket.end()`) closes it, as a client's would be. */
+  end(): this {
+    return this.destroy();
+  }
+
+  destroy(error?: Error): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    const held = this.held;
+    this.held = null;
+    this.heldBytes = 0;
+    this.partialHead = null;
+    if (held !== null && held.length > 0) this._hadError = true;
     if (!this.headParsed) this.onError(error ?? new Error('The app closed its response before sending headers'));
     else if (!this.bodyEnded && !this.body.destroyed) {
       this.body.destroy(error ?? new Error('The app closed its response before finishing the body'));
     }
-    pending?.();
-    callback(error);
+    process.nextTick(emitDestroyed, this, held, error);
+    return this;
   }
 
-  /** Lets the app's held write complete: the body's consumer wants more. */
-  releaseWrite(): void {
-    const pending = this.pendingWrite;
-    this.pendingWrite = null;
-    pending?.();
+  /** Ends the body: the app has ended its response, and every byte of it is in the body. */
+  endBody(): void {
+    if (this.bodyEnded) return;
+    this.bodyEnded = true;
+    if (this.body.destroyed) return;
+    this.body.markEnded();
+    // An ended body asks for nothing more: writes still held complete once it is all read.
+    if (this.held !== null) this.body.once('end', () => this.release());
   }
 
-  /** Node writes its head as a string, alone or followed by the first piece of body. */
-  private readHeadText(chunk: string, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const end = chunk.indexOf(HEAD_END);
-    if (end === -1) {
-      this.readHeadBytes(Buffer.from(chunk, encoding), callback);
-      return;
+  /** The body's consumer wants more: writes held back complete, and the app hears 'drain'. */
+  release(): void {
+    const held = this.held;
+    if (held === null) return;
+    this.held = null;
+    this.heldBytes = 0;
+    process.nextTick(completeHeld, this, held);
+  }
+
+  /** Called from `completeHeld`, once the released callbacks have run. */
+  drained(): void {
+    if (!this.needDrain || this.held !== null || this.destroyed) return;
+    this.needDrain = false;
+    this.emit('drain');
+  }
+
+  /**
+   * Reads the head off the start of the output; returns what follows it, or null if the head
+   * is broken (the socket is destroyed then). Node writes its head as a string, alone or
+   * followed by the first piece of body.
+   */
+  private readHead(chunk: Buffer | Uint8Array | string, encoding: BufferEncoding): Buffer | string | null {
+    if (typeof chunk === 'string' && this.partialHead === null) {
+      const end = chunk.indexOf(HEAD_END);
+      if (end !== -1) {
+        this.takeHead(latin1Text(chunk.slice(0, end), encoding));
+        const rest = chunk.slice(end + HEAD_END.length);
+        return this.headParsed || rest.length === 0 ? rest : this.readHead(rest, encoding);
+      }
     }
-    this.takeHead(latin1Text(chunk.slice(0, end), encoding));
-    const rest = chunk.slice(end + HEAD_END.length);
-    if (rest.length === 0) callback();
-    else if (this.headParsed) this.deliver(Buffer.from(rest, encoding), callback);
-    else this.readHeadText(rest, encoding, callback);
-  }
-
-  private readHeadBytes(bytes: Buffer, callback: (error?: Error | null) => void): void {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : asBuffer(chunk);
     const buffered = this.partialHead === null ? bytes : Buffer.concat([this.partialHead, bytes]);
     const end = buffered.indexOf(HEAD_END);
     if (end === -1) {
-      if (buffered.length > MAX_HEAD_BYTES) return callback(new Error('Response head too large'));
+      if (buffered.length > MAX_HEAD_BYTES) {
+        this.destroy(new Error('Response head too large'));
+        return null;
+      }
       this.partialHead = buffered;
-      return callback();
+      return '';
     }
     this.partialHead = null;
     this.takeHead(buffered.toString('latin1', 0, end));
     const rest = buffered.subarray(end + HEAD_END.length);
-    if (rest.length === 0) callback();
-    else if (this.headParsed) this.deliver(rest, callback);
-    else this.readHeadBytes(rest, callback);
+    return this.headParsed || rest.length === 0 ? rest : this.readHead(rest, encoding);
   }
 
   /** Interim responses (100 Continue, 103 Early Hints) cannot be passed on: the final head is awaited. */
@@ -126,13 +188,29 @@ export class CaptureSocket extends Writable {
     this.headParsed = true;
     this.onHead(head, this.body);
   }
-
-  private deliver(chunk: Buffer, callback: () => void): void {
-    if (this.body.destroyed) return callback();
-    if (this.body.push(chunk)) callback();
-    else this.pendingWrite = callback;
-  }
 }
+
+function completeHeld(socket: CaptureSocket, held: WriteCallback[]): void {
+  for (const callback of held) callback();
+  socket.drained();
+}
+
+/** Writes cut short complete with an error, as a destroyed socket's do; then 'close'. */
+function emitDestroyed(socket: CaptureSocket, held: WriteCallback[] | null, error: Error | undefined): void {
+  if (held !== null) for (const callback of held) callback(error ?? destroyedError());
+  if (error !== undefined && socket.listenerCount('error') > 0) socket.emit('error', error);
+  socket.emit('close', error !== undefined);
+}
+
+function destroyedError(): Error {
+  return Object.assign(new Error('Cannot call write after the response was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
+}
+
+function asBuffer(chunk: Buffer | Uint8Array): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function ignore(): void {}
 
 /** The body of a captured response: reading asks the app for more, destroying closes its response. */
 class CapturedBody extends Readable implements WholeBodySource {
@@ -154,7 +232,7 @@ class CapturedBody extends Readable implements WholeBodySource {
   }
 
   override _read(): void {
-    this.socket.releaseWrite();
+    this.socket.release();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
