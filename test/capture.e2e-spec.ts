@@ -17,6 +17,21 @@ import { waitFor, within } from './fixtures/waiting.js';
 const KiB = 1024;
 const TRICKLE_CHUNKS = 256;
 const CALLBACK_WRITES = 48;
+const MiB = 1024 * KiB;
+
+/** Writes 8 KiB chunks, each after the last one's callback, until the response is closed. */
+async function writeAwaitingCallbacks(res: ServerResponse, events: string[]): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (res.destroyed) return void events.push('stopped: destroyed');
+    try {
+      await new Promise<void>((resolve, reject) => res.write(Buffer.alloc(8 * KiB, 97), (error) => (error ? reject(error) : resolve())));
+    } catch (error) {
+      events.push(`write failed: ${(error as Error).message}`);
+      throw error;
+    }
+  }
+  res.end();
+}
 
 /** What the apps saw, by request id (`x-id`). */
 const seen = new Map<string, { events: string[]; writes: boolean[] }>();
@@ -71,6 +86,14 @@ const edgeListener: NodeListener = (req, res) => {
       res.end(() => entry.events.push('end-cb'));
       return;
     }
+    case '/awaited-writes':
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      return writeAwaitingCallbacks(res, entry.events);
+    case '/big-end':
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.once('finish', () => entry.events.push('finish'));
+      res.end(Buffer.alloc(MiB, 7), () => entry.events.push('end-cb'));
+      return;
     case '/never-ends':
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
       res.write('partial');
@@ -178,6 +201,13 @@ class CallingEdges {
   @All('decoy/*path')
   decoy(@Req() req: unknown, @PathInfo() pathInfo: string) {
     return this.gateway.callApp(decoyListener, req, pathInfo);
+  }
+
+  @All('replaced/*path')
+  async replaced(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    const response = await this.gateway.callApp(edgeListener, req, pathInfo);
+    response.body = 'replaced';
+    return response;
   }
 
   @All('read/*path')
@@ -347,6 +377,38 @@ describe('called Node app: bodies longer than their Content-Length', () => {
     expect(responses[1]).toMatch(/^HTTP\/1\.1 200 /);
     expect(responses[1].endsWith('\r\n\r\nhello world')).toBe(true);
     expect(s.logger.lines.some((l) => l.level === 'warn' && l.message.includes('Content-Length 5'))).toBe(true);
+  });
+
+  it("an app that waits for each write's callback stops quietly when the client leaves", async () => {
+    const id = `awaited-${Date.now()}`;
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get(`${s.url}/called/awaited-writes`, { agent: false, headers: { 'x-id': id } }, (res) => {
+        let received = 0;
+        res.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          // A slow reader: the app's writes wait on backpressure when the client leaves.
+          res.pause();
+          setTimeout(() => res.resume(), 5);
+          if (received > 300 * KiB) {
+            req.destroy();
+            resolve();
+          }
+        });
+      });
+      req.on('error', () => undefined);
+      setTimeout(() => reject(new Error('not enough body')), 5000).unref();
+    });
+    await waitFor(() => seen.get(id)?.events.some((event) => /stopped|failed/.test(event)) ?? false, 3000, `${id}: the app stops`);
+    expect(seen.get(id)!.events).toContain('stopped: destroyed');
+    expect(s.logger.lines.filter((line) => line.level === 'error')).toEqual([]);
+  });
+
+  it("an app's ended response of 1 MiB finishes when the caller replaces its body unread", async () => {
+    const id = `replaced-${Date.now()}`;
+    const res = await get(`${s.url}/replaced/big-end`, { id });
+    expect(res.body.toString()).toBe('replaced');
+    await waitFor(() => seen.get(id)?.events.includes('res-close-finished') ?? false, 2000, `${id}: app response closes finished`);
+    expect(seen.get(id)!.events).toEqual(['finish', 'end-cb', 'res-close-finished']);
   });
 
   it('the caller reads a body the app wrote at once', async () => {

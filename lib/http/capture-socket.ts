@@ -25,10 +25,8 @@ export class CaptureSocket extends EventEmitter {
   destroyed = false;
   /** The response this socket serves; Node's ServerResponse sets and checks it. */
   _httpMessage: unknown = null;
-  /** Node's ServerResponse sets `corked` here on `end()`; there is nothing to cork. */
+  /** Node's ServerResponse sets `corked` here on `end()`. */
   readonly _writableState = { corked: 0 };
-  /** Tells the response not to emit 'finish' from callbacks of writes the destruction cut short. */
-  _hadError = false;
   /** The start of a head that arrived in pieces; Node writes its head in one piece, so rarely used. */
   private partialHead: Buffer | null = null;
   private headParsed = false;
@@ -59,15 +57,21 @@ export class CaptureSocket extends EventEmitter {
     return this.body.readableHighWaterMark;
   }
   get writableCorked(): number {
-    return 0;
+    return this._writableState.corked;
   }
   get writableNeedDrain(): boolean {
     return this.needDrain;
   }
 
+  // Counted, though nothing is held back: a response whose socket says it is not corked corks
+  // it again, and schedules an uncork, on every write instead of once a turn.
+  cork(): void {
+    this._writableState.corked++;
+  }
+  uncork(): void {
+    if (this._writableState.corked > 0) this._writableState.corked--;
+  }
   // Node's ServerResponse calls these on its socket.
-  cork(): void {}
-  uncork(): void {}
   setTimeout(): this {
     return this;
   }
@@ -88,7 +92,10 @@ export class CaptureSocket extends EventEmitter {
       return false;
     }
     const rest = this.headParsed ? chunk : this.readHead(chunk, encoding ?? 'utf8');
-    if (rest === null) return false;
+    if (rest === null) {
+      if (callback) process.nextTick(callback, destroyedError());
+      return false;
+    }
     if (rest.length > 0 && !this.bodyEnded && !this.body.destroyed) {
       const bytes = typeof rest === 'string' ? Buffer.from(rest, encoding ?? 'utf8') : asBuffer(rest);
       if (!this.body.push(bytes) && this.held === null) this.held = [];
@@ -104,8 +111,13 @@ export class CaptureSocket extends EventEmitter {
   }
 
   /** An app that ends the connection itself (`res.socket.end()`) closes it, as a client's would be. */
-  end(): this {
-    return this.destroy();
+  end(chunk?: Buffer | Uint8Array | string | WriteCallback, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): this {
+    if (typeof chunk === 'function') [chunk, callback] = [undefined, chunk];
+    else if (typeof encoding === 'function') [encoding, callback] = [undefined, encoding];
+    if (chunk !== undefined) this.write(chunk, encoding);
+    this.destroy();
+    if (callback) process.nextTick(callback);
+    return this;
   }
 
   destroy(error?: Error): this {
@@ -115,12 +127,14 @@ export class CaptureSocket extends EventEmitter {
     this.held = null;
     this.heldBytes = 0;
     this.partialHead = null;
-    if (held !== null && held.length > 0) this._hadError = true;
     if (!this.headParsed) this.onError(error ?? new Error('The app closed its response before sending headers'));
     else if (!this.bodyEnded && !this.body.destroyed) {
       this.body.destroy(error ?? new Error('The app closed its response before finishing the body'));
     }
-    process.nextTick(emitDestroyed, this, held, error);
+    // Held writes were handed over whole (their bytes are in the body); only backpressure held
+    // their callbacks. Failing them would turn a client that leaves into an error of the app's.
+    if (held !== null) process.nextTick(completeHeld, this, held);
+    process.nextTick(emitDestroyed, this, error);
     return this;
   }
 
@@ -195,9 +209,7 @@ function completeHeld(socket: CaptureSocket, held: WriteCallback[]): void {
   socket.drained();
 }
 
-/** Writes cut short complete with an error, as a destroyed socket's do; then 'close'. */
-function emitDestroyed(socket: CaptureSocket, held: WriteCallback[] | null, error: Error | undefined): void {
-  if (held !== null) for (const callback of held) callback(error ?? destroyedError());
+function emitDestroyed(socket: CaptureSocket, error: Error | undefined): void {
   if (error !== undefined && socket.listenerCount('error') > 0) socket.emit('error', error);
   socket.emit('close', error !== undefined);
 }
