@@ -595,6 +595,30 @@ describe('createFetchHandler aborts', () => {
     expect(cfg.drips!.length).toBe(before);
   });
 
+  test('a caller that cancels the body while bytes wait unread: nothing is thrown, the next call is served', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const res = await handler!(new Request('http://embedded.test/big'));
+        const reader = res.body!.getReader();
+        let received = 0;
+        while (received <= 100 * 1024) {
+          const { done, value } = await reader.read();
+          if (done) throw new Error('the body ended before it was cancelled');
+          received += value.length;
+        }
+        await reader.cancel();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(uncaught).toEqual([]);
+      expect(await (await handler!(new Request('http://embedded.test/hello'))).text()).toContain('drip');
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
   test('a client going away from a Hono host tears the inner response down', async () => {
     const hostCfg = config('hono-drip');
     const host = await honoHost(hostCfg);

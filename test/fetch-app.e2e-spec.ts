@@ -74,6 +74,20 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
     const body = Buffer.concat(chunks);
     return Response.json({ length: body.length, sha256: sha256(body) });
   },
+  /** Reads a chunk of the body and refuses the rest, as an upload limit does. */
+  async '/cancel-upload'(request) {
+    // Bytes pile up in the request's stream meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const reader = request.body!.getReader();
+    let read = 0;
+    while (read < 1024) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      read += value.length;
+    }
+    await reader.cancel();
+    return new Response('too big', { status: 413 });
+  },
   async '/json'(request) {
     return Response.json({ method: request.method, got: await request.json(), used: request.bodyUsed });
   },
@@ -260,6 +274,9 @@ class CallController {
   }
 }
 
+/** Uploads that an app refuses after its first chunk: whole in the request's stream by then, or not. */
+const UPLOAD_SIZES = [48 * 1024, 200 * 1024, 4 * 1024 * 1024];
+
 /** GETs `path` and disconnects after the first chunk of the response. */
 function disconnectAfterFirstChunk(url: string, options: { method?: string; headers: Record<string, string>; body?: string }) {
   return new Promise<void>((resolve, reject) => {
@@ -321,6 +338,36 @@ describe('fetch apps', () => {
       expect(res.status).toBe(200);
       const body = Buffer.from(part + part);
       expect(JSON.parse(res.body.toString())).toEqual({ length: body.length, sha256: sha256(body) });
+    });
+
+    it('an app that cancels the request body while bytes wait unread: nothing is thrown, the next request is served', async () => {
+      const uncaught: unknown[] = [];
+      const onUncaught = (error: unknown) => uncaught.push(error);
+      process.on('uncaughtException', onUncaught);
+      try {
+        for (let i = 0; i < UPLOAD_SIZES.length; i++) {
+          const status = await new Promise<number | string>((resolve) => {
+            const req = http.request(`${s.url}${prefix}/cancel-upload`, {
+              method: 'POST',
+              agent: false,
+              headers: { 'content-type': 'application/octet-stream', 'content-length': String(UPLOAD_SIZES[i]) },
+            });
+            req.on('response', (res) => {
+              res.resume();
+              resolve(res.statusCode!);
+            });
+            // The app stops reading: the connection may be closed under the rest of the upload.
+            req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+            req.end(Buffer.alloc(UPLOAD_SIZES[i], 1));
+          });
+          expect([413, 'ECONNRESET', 'EPIPE']).toContain(status);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect(uncaught).toEqual([]);
+        expect((await send(`${s.url}${prefix}/json`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } })).status).toBe(200);
+      } finally {
+        process.off('uncaughtException', onUncaught);
+      }
     });
 
     it('passes on a fetch() result as decoded: no Content-Encoding for a body undici already decoded', async () => {

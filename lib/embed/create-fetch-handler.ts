@@ -4,6 +4,7 @@ import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { captureResponse } from '../http/capture-response.js';
 import { createInnerRequest } from '../http/inner-request.js';
+import { webStreamOf } from '../http/web-body.js';
 import { createRequestListener, type EmbedOptions } from './create-request-listener.js';
 import type { NestAppSource } from './nest-app-of.js';
 
@@ -58,7 +59,7 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
     for (const [name, value] of response.headers) if (name !== 'set-cookie') headers.append(name, value);
     for (const cookie of response.headers.getSetCookie()) headers.append('set-cookie', cookie);
     const bodyless = request.method === 'HEAD' || [101, 204, 205, 304].includes(response.status);
-    const body = response.body && !bodyless ? (Readable.toWeb(response.body) as ReadableStream<Uint8Array>) : null;
+    const body = response.body && !bodyless ? webStreamOf(response.body) : null;
     if (bodyless) response.body?.resume();
     return new Response(body, { status: response.status, statusText: response.statusText, headers });
   };

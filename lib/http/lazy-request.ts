@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
+import { webStreamOf } from './web-body.js';
 
 /** What a fetch app's Request is made of. */
 export interface RequestSource {
@@ -28,7 +29,7 @@ function realRequest(source: RequestSource, headers: Headers): Request {
   return new Request(source.url, {
     method: source.method,
     headers,
-    body: source.body ? (Readable.toWeb(source.body) as ReadableStream<Uint8Array>) : null,
+    body: source.body ? webStreamOf(source.body) : null,
     signal: source.signalSource.signal,
     duplex: 'half',
   } as RequestInit);

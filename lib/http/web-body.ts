@@ -149,3 +149,56 @@ function pushChunks(stream: Readable, chunks: unknown[]): void {
     stream.destroy(error as Error);
   }
 }
+
+/**
+ * A web stream of a Node body, read with backpressure: one Node read per pull. Cancelling it
+ * destroys the Node stream (the app sees its response closed). Not `Readable.toWeb`: when a
+ * reader cancels while bytes wait in the Node stream, Node's adapter enqueues them into the
+ * closed controller and the throw, out of an event handler, ends the process
+ * (nodejs/node#64529, open in Node 20 to 24).
+ */
+export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
+  let wake: (() => void) | undefined;
+  let ended = false;
+  let failure: Error | undefined;
+  const onChange = () => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const onEnd = () => {
+    ended = true;
+    onChange();
+  };
+  const onError = (error: Error) => {
+    failure ??= error;
+    onChange();
+  };
+  const onClose = () => {
+    if (!ended) failure ??= Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    onChange();
+  };
+  const detach = () => {
+    body.off('readable', onChange).off('end', onEnd).off('error', onError).off('close', onClose);
+  };
+  body.on('readable', onChange).once('end', onEnd).once('error', onError).once('close', onClose);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const chunk = body.read() as Buffer | string | null;
+        if (chunk !== null) return controller.enqueue(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+        if (ended || failure) {
+          detach();
+          if (ended) controller.close();
+          else controller.error(failure);
+          return;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+    cancel() {
+      detach();
+      body.destroy();
+    },
+  });
+}
