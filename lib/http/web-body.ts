@@ -159,8 +159,9 @@ function pushChunks(stream: Readable, chunks: unknown[]): void {
  */
 export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
   let wake: (() => void) | undefined;
-  let ended = false;
-  let failure: Error | undefined;
+  // A body that ended or closed before this was made will not say so again.
+  let ended = body.readableEnded;
+  let failure: Error | undefined = ended || !body.destroyed ? undefined : (body.errored ?? prematureClose());
   const onChange = () => {
     const resume = wake;
     wake = undefined;
@@ -175,7 +176,7 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
     onChange();
   };
   const onClose = () => {
-    if (!ended) failure ??= Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    if (!ended) failure ??= prematureClose();
     onChange();
   };
   const detach = () => {
@@ -201,4 +202,8 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
       body.destroy();
     },
   });
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
