@@ -47,6 +47,17 @@ const lateErrorHandlingApp = express()
     handledLate.push(error.message);
   });
 
+/** An app that keeps its response and gives up on it after the head, with a body of 1 MiB unread. */
+let keptDestroyed: ServerResponse | undefined;
+const destroyingApp = (_req: IncomingMessage, res: ServerResponse) => {
+  keptDestroyed = res;
+  res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  res.write(Buffer.alloc(1024 * 1024, 1));
+  setTimeout(() => res.destroy(), 5);
+};
+/** The bodies of its calls, watched without being held. */
+const destroyedBodies: Array<WeakRef<object>> = [];
+
 /** The client's requests, watched without being held. */
 const clientRequests: Array<WeakRef<object>> = [];
 const expressClientRequests: Array<WeakRef<object>> = [];
@@ -63,6 +74,12 @@ class CallingController {
   callExpress(@Req() req: IncomingMessage) {
     expressClientRequests.push(new WeakRef(req));
     return this.gateway.callApp(keepingExpressApp, req, pathInfoOf(req));
+  }
+  @Get('destroying/*path')
+  async callDestroying(@Req() req: IncomingMessage) {
+    const response = await this.gateway.callApp(destroyingApp, req, pathInfoOf(req));
+    destroyedBodies.push(new WeakRef(response.body!));
+    return response;
   }
   @Get('late-handled/*path')
   callLateHandled(@Req() req: IncomingMessage) {
@@ -116,6 +133,24 @@ describe('callApp of an app that keeps its request and response', () => {
     expect(keptByExpress?.res.writableFinished).toBe(true);
     await collectUntilGone(expressClientRequests);
     expect(expressClientRequests.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  });
+
+  it('lets the body of a response the app destroyed go, though the app keeps the response', async () => {
+    for (let i = 0; i < 3; i++) {
+      // The client sees the response broken off.
+      await new Promise<void>((resolve) => {
+        http
+          .get(`${s.url}/destroying/x`, { agent: false, headers: { connection: 'close' } }, (res) => {
+            res.resume();
+            res.on('error', () => undefined).on('close', resolve);
+          })
+          .on('error', () => resolve());
+      });
+    }
+    expect(keptDestroyed?.destroyed).toBe(true);
+    await collectUntilGone(destroyedBodies);
+    expect(destroyedBodies).toHaveLength(3);
+    expect(destroyedBodies.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
   });
 
   it("still logs an error an Express app passes to its request's next() after answering", async () => {

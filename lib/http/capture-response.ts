@@ -62,17 +62,27 @@ export function captureResponseInto(
   // waits for it to read what the app wrote beyond the body's high-water mark.
   const onPrefinish = () => socket.endBody();
   res.on('prefinish', onPrefinish);
-  res.on('finish', function onFinish() {
-    // Taken off once done: an app that keeps its response (Express's `req.res`) would otherwise
-    // keep the socket and the caller's callbacks alive with it (bench/findings.md, seventh round).
+  // Taken off once done: an app that keeps its response (Express's `req.res`) would otherwise
+  // keep the socket and the caller's callbacks alive with it (bench/findings.md, seventh round).
+  const letGo = () => {
     res.off('prefinish', onPrefinish).off('finish', onFinish);
-    socket.off('drain', onDrain);
+    socket.off('drain', onDrain).off('close', onClose);
+  };
+  // Closed before it finished (the app or the client gave up): let go of the socket as well.
+  const onClose = () => {
+    letGo();
+    if (res.socket === (socket as unknown)) res.detachSocket(socket as never);
+  };
+  socket.once('close', onClose);
+  res.on('finish', onFinish);
+  function onFinish() {
+    letGo();
     socket.endBody();
     // Not destroyed: it is garbage now, and destroying a stream inside its own write
     // callback (where 'finish' fires) makes Node build an error that nobody sees.
     res.detachSocket(socket as never);
     process.nextTick(emitClose, res);
-  });
+  }
   return { res, destroy: (error) => void socket.destroy(error) };
 }
 
