@@ -619,6 +619,16 @@ describe('createFetchHandler aborts', () => {
     }
   });
 
+  test("cancelling the body of the returned Response closes the Nest handler's response", async () => {
+    const res = await handler!(new Request('http://embedded.test/drip'));
+    const reader = res.body!.getReader();
+    expect((await reader.read()).done).toBe(false);
+    const record: DripRecord = cfg.drips!.at(-1)!;
+    await reader.cancel();
+    await waitFor(() => record.closed, 2000, 'the Nest handler sees its response close');
+    expect(record.finished).toBe(false);
+  });
+
   test('a client going away from a Hono host tears the inner response down', async () => {
     const hostCfg = config('hono-drip');
     const host = await honoHost(hostCfg);
