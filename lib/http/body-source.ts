@@ -46,12 +46,22 @@ export function toReadable(body: BodyInit | undefined): Readable | null {
   if (typeof body === 'string') return new BytesBody(Buffer.from(body));
   if (body instanceof ArrayBuffer) return new BytesBody(Buffer.from(body));
   if (body instanceof Uint8Array) {
-    return new BytesBody(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    return new BytesBody(asBuffer(body));
   }
   if (typeof (body as ReadableStream).getReader === 'function') {
     return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
   }
   return Readable.from(body as AsyncIterable<Uint8Array | string>, { objectMode: false });
+}
+
+/** The same bytes as a Buffer, without a copy. */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Why a body that closed without its end failed (the code Node's own streams give it). */
+export function closedBeforeEnd(): Error {
+  return Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
 
 /** Implemented by body streams that can tell when all of the body already sits in memory. */

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { WHOLE_BODY, type WholeBodySource } from './body-source.js';
+import { asBuffer, WHOLE_BODY, type WholeBodySource } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
@@ -216,10 +216,6 @@ function emitDestroyed(socket: CaptureSocket, error: Error | undefined): void {
 
 function destroyedError(): Error {
   return Object.assign(new Error('Cannot call write after the response was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
-}
-
-function asBuffer(chunk: Buffer | Uint8Array): Buffer {
-  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 function ignore(): void {}

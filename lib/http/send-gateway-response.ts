@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { brokenOffReason, takeWholeBody } from './body-source.js';
+import { brokenOffReason, closedBeforeEnd, takeWholeBody } from './body-source.js';
 import { type GatewayResponse, unreadHeaderPairs } from './gateway-response.js';
 import { type HeaderPairs, pairsOfHeaders } from './header-pairs.js';
 
@@ -185,7 +185,7 @@ function pump(body: Readable, res: ServerResponse, length: number | undefined): 
     };
     const onError = (error: Error) => finish(error);
     const onBodyClose = () => {
-      if (!body.readableEnded) finish(Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      if (!body.readableEnded) finish(closedBeforeEnd());
     };
     const onDrain = () => body.resume();
     const onClientClose = () => {

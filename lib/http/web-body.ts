@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { toError } from './failures.js';
+import { asBuffer, closedBeforeEnd } from './body-source.js';
 
 type Reader = ReadableStreamDefaultReader<unknown>;
 type ReadResult = ReadableStreamReadResult<unknown>;
@@ -90,10 +91,6 @@ export function concatChunks(chunks: readonly unknown[]): Buffer | undefined {
   return buffers.length === 1 ? buffers[0] : Buffer.concat(buffers);
 }
 
-function asBuffer(chunk: Uint8Array): Buffer {
-  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-}
-
 /**
  * A Node stream of the rest of a web body: the chunks already read, then the reader's, one
  * read per Node read (so the producer is held back by backpressure). Destroying it cancels
@@ -161,7 +158,7 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
   let wake: (() => void) | undefined;
   // A body that ended or closed before this was made will not say so again.
   let ended = body.readableEnded;
-  let failure: Error | undefined = ended || !body.destroyed ? undefined : (body.errored ?? prematureClose());
+  let failure: Error | undefined = ended || !body.destroyed ? undefined : (body.errored ?? closedBeforeEnd());
   const onChange = () => {
     const resume = wake;
     wake = undefined;
@@ -176,7 +173,7 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
     onChange();
   };
   const onClose = () => {
-    if (!ended) failure ??= prematureClose();
+    if (!ended) failure ??= closedBeforeEnd();
     onChange();
   };
   const detach = () => {
@@ -202,8 +199,4 @@ export function webStreamOf(body: Readable): ReadableStream<Uint8Array> {
       body.destroy();
     },
   });
-}
-
-function prematureClose(): Error {
-  return Object.assign(new Error('Body closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
