@@ -193,15 +193,15 @@ function restoreProperty(object: Record<string, unknown>, key: string, before: P
   const now = Object.getOwnPropertyDescriptor(object, key);
   if (now === undefined && before === undefined) return;
   const wanted = before ?? HIDDEN_UNDEFINED;
-  if (now !== undefined && isPlainData(now, wanted.enumerable) && isPlainData(wanted, wanted.enumerable)) object[key] = wanted.value;
+  if (now !== undefined && isPlainData(now) && isPlainData(wanted) && now.enumerable === wanted.enumerable) object[key] = wanted.value;
   else Object.defineProperty(object, key, wanted);
 }
 
 /** The property `gatewayEnv` becomes when the request had none. */
 const HIDDEN_UNDEFINED: PropertyDescriptor = { value: undefined, writable: true, enumerable: false, configurable: true };
 
-function isPlainData(descriptor: PropertyDescriptor, enumerable: boolean | undefined): boolean {
-  return descriptor.writable === true && descriptor.configurable === true && descriptor.enumerable === enumerable;
+function isPlainData(descriptor: PropertyDescriptor): boolean {
+  return descriptor.writable === true && descriptor.configurable === true;
 }
 
 /**
