@@ -451,6 +451,12 @@ describe('hop-by-hop headers', () => {
         res.end('ok');
         return;
       }
+      if (req.url === '/early-hints') {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        res.writeHead(200, { 'content-type': 'text/plain', link: '</style.css>; rel=preload; as=style' });
+        res.end('final');
+        return;
+      }
       echo(req, res);
     });
     proxy = proxyApp(upstream.url);
@@ -482,6 +488,15 @@ describe('hop-by-hop headers', () => {
     expect(seen.headers.te).toBeUndefined();
     expect(seen.headers['keep-alive']).toBeUndefined();
     expect(String(seen.headers.connection ?? '')).not.toMatch(/x-hop-secret/i);
+  });
+
+  it('answers with the final response after an upstream’s 103 Early Hints', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${s.url}/node/early-hints`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('link')).toBe('</style.css>; rel=preload; as=style');
+      expect(await res.text()).toBe('final');
+    }
   });
 
   it('drops hop-by-hop response headers of the upstream', async () => {

@@ -4,11 +4,12 @@ import type { Dispatcher } from 'undici';
 import type { GatewayExchange } from './gateway-app.js';
 import { brand, type GatewayApp } from './gateway-app.js';
 import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
-import { AbortEmitter } from '../http/abort-watch.js';
+import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
+import { dispatchUpstream, type UpstreamResponse } from '../proxy/upstream-exchange.js';
 import { createUpstream, UpstreamBalancer, type Upstream } from '../proxy/upstream-pool.js';
 import { clientView } from '../platform/request-info.js';
 
@@ -85,17 +86,19 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       xForwarded: options.xForwarded ?? true,
       trustsProxy: clientView(exchange.req).trustsProxy,
     });
-  const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null, abort: AbortEmitter) =>
-    upstream.pool.request({
-      path: pathOf(upstream, exchange),
-      method: exchange.method as Dispatcher.HttpMethod,
-      headers: headersFor(upstream, exchange),
-      body,
-      signal: abort,
-      headersTimeout: options.headersTimeout ?? 30_000,
-      bodyTimeout: options.bodyTimeout ?? 60_000,
-      responseHeaders: 'raw',
-    });
+  const send = (upstream: Upstream, exchange: GatewayExchange, body: Readable | null, abort: AbortWatch) =>
+    dispatchUpstream(
+      upstream.pool,
+      {
+        path: pathOf(upstream, exchange),
+        method: exchange.method as Dispatcher.HttpMethod,
+        headers: headersFor(upstream, exchange),
+        body,
+        headersTimeout: options.headersTimeout ?? 30_000,
+        bodyTimeout: options.bodyTimeout ?? 60_000,
+      },
+      abort,
+    );
 
   const call = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
     refuseDotSegments(exchange.pathInfo);
@@ -103,15 +106,13 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     const source = hasBody ? exchange.body() : null;
     const body = source ? new RetryableBody(source) : null;
     const tried = new Set<Upstream>();
-    const abort = new AbortEmitter(abortWatchOf(exchange));
+    const abort = abortWatchOf(exchange);
     let resent = false;
     for (;;) {
       const upstream = balancer.pick(tried)!;
       tried.add(upstream);
       try {
-        const response = await send(upstream, exchange, body?.view() ?? null, abort);
-        response.body.once('close', () => abort.done());
-        return toGatewayResponse(response, exchange);
+        return toGatewayResponse(await send(upstream, exchange, body?.view() ?? null, abort));
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (abort.aborted) throw error;
@@ -127,7 +128,6 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         // Only a request whose body is still unread can go to another upstream.
         const retryable = NOT_REACHED.has(code) && !body?.started;
         if (retryable && tried.size < balancer.upstreams.length) continue;
-        abort.done();
         throw toHttpError(error, code, upstream, exchange);
       }
     }
@@ -151,13 +151,11 @@ function refuseDotSegments(pathInfo: string): void {
   if (DOT_SEGMENT.test(pathInfo)) throw new BadRequestException('Path contains a dot segment');
 }
 
-function toGatewayResponse(response: Dispatcher.ResponseData, exchange: GatewayExchange): GatewayResponse {
-  const pairs = clientResponsePairs(response.headers as unknown as Buffer[]);
-  const body = response.body;
-  // undici errors the body when the upstream dies or stalls mid-body: the client must see a break.
-  body.on('error', () => undefined);
-  if (exchange.method === 'HEAD') body.resume();
-  return responseOfHead({ status: response.statusCode, statusText: response.statusText || undefined, pairs }, exchange.method === 'HEAD' ? null : body);
+function toGatewayResponse(response: UpstreamResponse): GatewayResponse {
+  const pairs = clientResponsePairs(response.rawHeaders);
+  // The body errors when the upstream dies or stalls mid-body: the client must see a break.
+  response.body?.on('error', () => undefined);
+  return responseOfHead({ status: response.status, statusText: response.statusText || undefined, pairs }, response.body);
 }
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {

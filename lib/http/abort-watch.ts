@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 
 /**
@@ -147,30 +146,4 @@ export function signalWatch(signal: AbortSignal): AbortWatch {
       return () => signal.removeEventListener('abort', onAbort);
     },
   };
-}
-
-/**
- * The abort as the EventEmitter "signal" that undici also takes (`aborted`, `reason`, an
- * 'abort' event): for a request that ends normally it costs less than an AbortSignal.
- */
-export class AbortEmitter extends EventEmitter {
-  readonly #unwatch: () => void;
-
-  constructor(private readonly watch: AbortWatch) {
-    super();
-    this.#unwatch = watch.whenAborted(() => this.emit('abort'));
-  }
-
-  /** Stops listening once the request it was given to is over. */
-  done(): void {
-    this.#unwatch();
-  }
-
-  get aborted(): boolean {
-    return this.watch.aborted;
-  }
-
-  get reason(): unknown {
-    return this.watch.reason;
-  }
 }

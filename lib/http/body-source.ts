@@ -85,6 +85,16 @@ export function takeWholeBody(body: Readable, length: number | undefined): Buffe
 }
 
 /**
+ * For a stream that has ended (pushed null) with its bytes still buffered: all of them at once
+ * (exactly `length`, when given), unless it is destroyed or something reads it in flowing mode.
+ */
+export function takeEndedBuffer(body: Readable, length: number | undefined): Buffer | undefined {
+  if (body.destroyed || body.readableFlowing === true) return undefined;
+  if (length !== undefined && body.readableLength !== length) return undefined;
+  return body.readableLength === 0 ? (body.read(), Buffer.alloc(0)) : (body.read() as Buffer);
+}
+
+/**
  * A body whose bytes are all in memory (a string or Buffer an app or caller set, a CGI
  * response that was complete with its head): read as a stream, or taken whole by the sender
  * for a single write. Cheaper than `Readable.from`, which iterates asynchronously.

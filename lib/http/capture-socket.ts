@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { asBuffer, WHOLE_BODY, type WholeBodySource } from './body-source.js';
+import { asBuffer, takeEndedBuffer, WHOLE_BODY, type WholeBodySource } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
@@ -234,9 +234,7 @@ class CapturedBody extends Readable implements WholeBodySource {
   }
 
   [WHOLE_BODY](length: number | undefined): Buffer | undefined {
-    if (!this.ended || this.destroyed || this.readableFlowing === true) return undefined;
-    if (length !== undefined && this.readableLength !== length) return undefined;
-    return this.readableLength === 0 ? (this.read(), Buffer.alloc(0)) : (this.read() as Buffer);
+    return this.ended ? takeEndedBuffer(this, length) : undefined;
   }
 
   override _read(): void {
