@@ -10,14 +10,17 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
   'proxy-authenticate',
 ]);
 
-/** Hop-by-hop names plus any that the message's own Connection header lists. */
-export function hopByHopNames(connectionHeader: string | null | undefined): Set<string> {
-  const names = new Set(HOP_BY_HOP_HEADERS);
+/**
+ * Hop-by-hop names plus any that the message's own Connection header lists; the shared set
+ * itself when it lists none besides them (`keep-alive`, what browsers send).
+ */
+export function hopByHopNames(connectionHeader: string | null | undefined): ReadonlySet<string> {
+  let names: Set<string> | undefined;
   if (connectionHeader) {
     for (const token of connectionHeader.split(',')) {
       const name = token.trim().toLowerCase();
-      if (name) names.add(name);
+      if (name && !HOP_BY_HOP_HEADERS.has(name)) (names ??= new Set(HOP_BY_HOP_HEADERS)).add(name);
     }
   }
-  return names;
+  return names ?? HOP_BY_HOP_HEADERS;
 }

@@ -23,30 +23,36 @@ export interface ProxyHeaderSettings {
  */
 export function upstreamRequestHeaders(exchange: GatewayExchange, settings: ProxyHeaderSettings): string[] {
   const raw = exchange.rawHeaders;
+  const names: string[] = [];
   let connection = '';
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === 'connection') connection += raw[i + 1] + ',';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    names.push(name);
+    if (name === 'connection') connection += raw[i + 1] + ',';
+  }
   const dropped = hopByHopNames(connection);
   // The identity header here is the gateway's own (client copies are already gone): a client
   // that names it in Connection must not make the upstream see an anonymous request.
-  dropped.delete(exchange.identityHeader);
+  const identity = exchange.identityHeader;
   const headers: string[] = ['host', settings.host];
-  const incoming = new Map<string, string>();
+  // Of the client's own X-Forwarded-*, only these two are chained (behind a trusted proxy).
+  let forwardedFor: string | undefined;
+  let forwardedPrefix: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase();
-    if (dropped.has(name) || UNDICI_MANAGED.has(name)) continue;
-    if (FORWARDED.has(name)) {
-      if (settings.xForwarded) {
-        const seen = incoming.get(name);
-        incoming.set(name, seen === undefined ? raw[i + 1] : `${seen}, ${raw[i + 1]}`);
-        continue;
-      }
+    const name = names[i >> 1];
+    if ((dropped.has(name) && name !== identity) || UNDICI_MANAGED.has(name)) continue;
+    if (settings.xForwarded && FORWARDED.has(name)) {
+      const value = raw[i + 1];
+      if (name === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      else if (name === 'x-forwarded-prefix') forwardedPrefix = forwardedPrefix === undefined ? value : `${forwardedPrefix}, ${value}`;
+      continue;
     }
     headers.push(raw[i], raw[i + 1]);
   }
   if (settings.xForwarded) {
     const peer = exchange.req.socket?.remoteAddress ?? exchange.remoteAddress ?? '';
-    const chain = settings.trustsProxy ? incoming.get('x-forwarded-for') : undefined;
-    const outerPrefix = settings.trustsProxy ? (incoming.get('x-forwarded-prefix') ?? '').replace(/\/+$/, '') : '';
+    const chain = settings.trustsProxy ? forwardedFor : undefined;
+    const outerPrefix = settings.trustsProxy ? (forwardedPrefix ?? '').replace(/\/+$/, '') : '';
     headers.push('x-forwarded-for', chain ? `${chain}, ${peer}` : peer);
     headers.push('x-forwarded-proto', exchange.protocol);
     headers.push('x-forwarded-host', exchange.host);
@@ -60,7 +66,7 @@ export function clientResponsePairs(raw: readonly Buffer[] | readonly string[]):
   const pairs: HeaderPairs = [];
   let connection: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toString().toLowerCase();
+    const name = raw[i].toString('latin1').toLowerCase();
     const item = raw[i + 1];
     // undici keeps the spaces and tabs after a value; `Headers` took them off.
     const value = withoutOws(typeof item === 'string' ? item : item.toString('latin1'));
