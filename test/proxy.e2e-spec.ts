@@ -1097,6 +1097,13 @@ describe('upstream failures', () => {
       shared(@Req() req: unknown, @PathInfo() pathInfo: string) {
         return this.gateway.callApp(answers, req, pathInfo, { signal: shutdown.signal });
       }
+      /** Holds the response back while the upstream breaks off its body. */
+      @All('late/*path')
+      async late(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(broken, req, pathInfo);
+        await sleep(300);
+        return response;
+      }
       @All('*path')
       call(@Req() req: unknown, @PathInfo() pathInfo: string) {
         return this.gateway.callApp(patient, req, pathInfo, { signal: AbortSignal.timeout(300) });
@@ -1207,6 +1214,13 @@ describe('upstream failures', () => {
     // The server is fine afterwards.
     const again = await fetch(`${s.url}/broken${path}`);
     await expect(again.arrayBuffer()).rejects.toThrow();
+  });
+
+  it('gives a broken response for a body that broke off before the caller returned it, and goes on serving', async () => {
+    const res = await fetch(`${s.url}/caller-signal/late/sized`);
+    expect(res.status).toBe(200);
+    await expect(within(res.arrayBuffer(), 5000, 'the body to fail')).rejects.toThrow(/terminated|closed|aborted|socket/i);
+    expect(await (await fetch(`${s.url}/caller-signal/shared/x`)).text()).toBe('answered');
   });
 
   it('aborts the upstream request when the client goes away mid-response, leaving no connection', async () => {

@@ -153,8 +153,6 @@ function refuseDotSegments(pathInfo: string): void {
 
 function toGatewayResponse(response: UpstreamResponse): GatewayResponse {
   const pairs = clientResponsePairs(response.rawHeaders);
-  // The body errors when the upstream dies or stalls mid-body: the client must see a break.
-  response.body?.on('error', () => undefined);
   return responseOfHead({ status: response.status, statusText: response.statusText || undefined, pairs }, response.body);
 }
 

@@ -33,6 +33,9 @@ class UpstreamBody extends Readable implements WholeBodySource {
 
   constructor(private readonly handler: UpstreamHandler) {
     super();
+    // The upstream dying mid-body errors it: the consumer hears of it as a break, and a body
+    // not read yet (or never) must not turn it into an uncaught exception.
+    this.on('error', noop);
   }
 
   markEnded(): void {
