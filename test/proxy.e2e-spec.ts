@@ -1362,3 +1362,45 @@ describe('balancing over several upstreams', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// A response nobody reads
+// ---------------------------------------------------------------------------------------------
+
+describe('a callApp response its caller drops unread', () => {
+  let upstream: NodeUpstream;
+  let proxy: Proxy;
+  let s: Started;
+
+  beforeAll(async () => {
+    upstream = await nodeUpstream((req, res) => {
+      const size = Number(new URL(req.url!, 'http://x').searchParams.get('size') ?? 0);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(size) });
+      res.end(Buffer.alloc(size, 'x'));
+    });
+    proxy = proxyApp(upstream.url, { connections: 1 });
+    @Controller('drop')
+    class DroppingController {
+      constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+      @All('*path')
+      async drop(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(proxy, req, pathInfo);
+        return { upstreamStatus: response.status };
+      }
+    }
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [DroppingController] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    await proxy?.close();
+    await upstream?.close();
+  });
+
+  it('still frees the only upstream connection when the body fits in 64 KiB', async () => {
+    for (const size of [0, 1000, 17_000, 40_000, 64 * 1024]) {
+      const res = await within(fetch(`${s.url}/drop/x?size=${size}`), 3000, `the answer after a dropped body of ${size} bytes`);
+      expect(await res.json()).toEqual({ upstreamStatus: 200 });
+    }
+  });
+});

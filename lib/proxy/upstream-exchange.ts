@@ -32,7 +32,9 @@ class UpstreamBody extends Readable implements WholeBodySource {
   private ended = false;
 
   constructor(private readonly handler: UpstreamHandler) {
-    super();
+    // undici's own: a body up to 64 KiB completes, and frees its connection, even if nobody
+    // reads it (a caller that returns something else); Node 20's default would hold it at 16.
+    super({ highWaterMark: 64 * 1024 });
     // The upstream dying mid-body errors it: the consumer hears of it as a break, and a body
     // not read yet (or never) must not turn it into an uncaught exception.
     this.on('error', noop);
