@@ -583,6 +583,11 @@ describe('request and response details', () => {
         return this.gateway.callApp(node, req, pathInfo);
       }
 
+      @All('connect/*path')
+      connect(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        return this.gateway.callApp(node, req, pathInfo, { method: 'CONNECT' });
+      }
+
       @All('replace-body/*path')
       async replaceBody(@Req() req: unknown, @PathInfo() pathInfo: string) {
         const response = await this.gateway.callApp(node, req, pathInfo);
@@ -722,6 +727,14 @@ describe('request and response details', () => {
     expect(res.body.headers['x-added']).toBe('yes');
     expect(res.body.headers['content-length']).toBe(String('{"replaced":true}'.length));
     expect(res.body.headers['x-forwarded-prefix']).toBe('/calls/replace');
+  });
+
+  it('answers 502 at once when callApp is asked to send CONNECT, which opens a tunnel, not a request', async () => {
+    const res = await within(fetch(`${s.url}/calls/connect/x`), 3000, 'the answer');
+    expect(res.status).toBe(502);
+    // Nest's static Logger writes to the app created last (t) of the two.
+    const errors = [...s.logger.errors(), ...t.logger.errors()];
+    expect(errors).toContainEqual(expect.stringContaining('CONNECT cannot be sent'));
   });
 
   it('passes a body that Nest’s JSON parser already read to the upstream byte for byte (callApp)', async () => {

@@ -22,6 +22,11 @@ export interface UpstreamResponse {
  * The exchange's abort ends the request however far it got: queued, sent, or mid-body.
  */
 export function dispatchUpstream(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, abort: AbortWatch): Promise<UpstreamResponse> {
+  // undici would open a tunnel, which no handler here takes: the call would never settle.
+  if (options.method === 'CONNECT') {
+    destroyStream(options.body, undefined);
+    return Promise.reject(new TypeError('CONNECT cannot be sent to an upstream as a request'));
+  }
   return new Promise((resolve, reject) => {
     dispatcher.dispatch(options, new UpstreamHandler(options, abort, resolve, reject));
   });
@@ -101,8 +106,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.finish();
     // undici leaves a request body it was given as it is on a failure; its reader must stop.
-    const sent = this.options.body;
-    if (sent instanceof Readable && !sent.destroyed) sent.on('error', noop).destroy(error);
+    destroyStream(this.options.body, error);
     if (!this.answered) this.reject(error);
     else this.body?.destroy(error);
   }
@@ -125,6 +129,10 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     this.over = true;
     this.unwatch();
   }
+}
+
+function destroyStream(body: Dispatcher.DispatchOptions['body'], error: Error | undefined): void {
+  if (body instanceof Readable && !body.destroyed) body.on('error', noop).destroy(error);
 }
 
 function asError(reason: unknown): Error {
