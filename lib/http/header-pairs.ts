@@ -82,8 +82,9 @@ export function pairValue(pairs: HeaderPairs, name: string): string | null {
   return found;
 }
 
-/** What Node's own `Connection: close` lists, the usual value. */
+/** What the usual values list: Node's own `close`, and `keep-alive` of an upstream that keeps it. */
 const CLOSE: ReadonlySet<string> = new Set(['close']);
+const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
 
 /**
  * The list without the headers a Connection header lists, which are hop-by-hop too (RFC 9110
@@ -92,7 +93,12 @@ const CLOSE: ReadonlySet<string> = new Set(['close']);
  */
 export function withoutConnectionListed(pairs: HeaderPairs, connection: string | undefined): HeaderPairs {
   if (!connection) return pairs;
-  const listed = connection === 'close' ? CLOSE : new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
+  const listed =
+    connection === 'close'
+      ? CLOSE
+      : connection === 'keep-alive'
+        ? KEEP_ALIVE
+        : new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
   for (let i = 0; i < pairs.length; i += 2) if (listed.has(pairs[i])) return withoutPairs(pairs, listed);
   return pairs;
 }
