@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import { Readable, type ReadableOptions } from 'node:stream';
 
 // Registered symbols, so that a body made by another copy of this library (a dependency that
 // brings its own) is understood by this copy's sender; versioned, as their meaning is fixed.
@@ -85,14 +85,33 @@ export function takeWholeBody(body: Readable, length: number | undefined): Buffe
 }
 
 /**
- * For a stream that has ended (pushed null) with its bytes still buffered: all of them at once
- * (exactly `length`, when given), unless it is destroyed or something reads it in flowing mode.
+ * A body its producer pushes into as bytes come (a captured app, an upstream), which the
+ * sender takes whole in one write once it has ended with every byte still unread.
  */
-export function takeEndedBuffer(body: Readable, length: number | undefined): Buffer | undefined {
-  if (body.destroyed || body.readableFlowing === true) return undefined;
-  if (length !== undefined && body.readableLength !== length) return undefined;
-  return body.readableLength === 0 ? (body.read(), Buffer.alloc(0)) : (body.read() as Buffer);
+export abstract class PushedBody extends Readable implements WholeBodySource {
+  #ended = false;
+
+  constructor(options?: ReadableOptions) {
+    super(options);
+    // A failure reaches the reader as a break; a body not read yet (or never) must not turn
+    // it into an uncaught exception.
+    this.on('error', ignoreError);
+  }
+
+  /** The producer has pushed its last bytes. */
+  markEnded(): void {
+    this.#ended = true;
+    this.push(null);
+  }
+
+  [WHOLE_BODY](length: number | undefined): Buffer | undefined {
+    if (!this.#ended || this.destroyed || this.readableFlowing === true) return undefined;
+    if (length !== undefined && this.readableLength !== length) return undefined;
+    return this.readableLength === 0 ? (this.read(), Buffer.alloc(0)) : (this.read() as Buffer);
+  }
 }
+
+function ignoreError(): void {}
 
 /**
  * A body whose bytes are all in memory (a string or Buffer an app or caller set, a CGI

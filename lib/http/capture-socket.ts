@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { asBuffer, takeEndedBuffer, WHOLE_BODY, type WholeBodySource } from './body-source.js';
+import { asBuffer, PushedBody } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
@@ -41,10 +41,8 @@ export class CaptureSocket extends EventEmitter {
     private readonly onError: (error: Error) => void,
   ) {
     super();
+    // A failure reaches the app as its response's `close`, and the consumer through the body.
     this.body = new CapturedBody(this);
-    // A failure reaches the app as its response's `close` and the consumer through the body;
-    // an unread body must not turn it into an uncaught exception.
-    this.body.on('error', ignore);
   }
 
   get writable(): boolean {
@@ -218,23 +216,10 @@ function destroyedError(): Error {
   return Object.assign(new Error('Cannot call write after the response was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
 }
 
-function ignore(): void {}
-
 /** The body of a captured response: reading asks the app for more, destroying closes its response. */
-class CapturedBody extends Readable implements WholeBodySource {
-  private ended = false;
-
+class CapturedBody extends PushedBody {
   constructor(private readonly socket: CaptureSocket) {
     super();
-  }
-
-  markEnded(): void {
-    this.ended = true;
-    this.push(null);
-  }
-
-  [WHOLE_BODY](length: number | undefined): Buffer | undefined {
-    return this.ended ? takeEndedBuffer(this, length) : undefined;
   }
 
   override _read(): void {

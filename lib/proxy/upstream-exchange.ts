@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AbortWatch } from '../http/abort-watch.js';
-import { closedBeforeEnd, takeEndedBuffer, WHOLE_BODY, type WholeBodySource } from '../http/body-source.js';
+import { closedBeforeEnd, PushedBody } from '../http/body-source.js';
 
 /** An upstream's answer, as soon as its head has arrived. */
 export interface UpstreamResponse {
@@ -33,25 +33,11 @@ export function dispatchUpstream(dispatcher: Dispatcher, options: Dispatcher.Dis
 }
 
 /** A small answer usually arrives whole with its head: the sender then takes it in one write. */
-class UpstreamBody extends Readable implements WholeBodySource {
-  private ended = false;
-
+class UpstreamBody extends PushedBody {
   constructor(private readonly handler: UpstreamHandler) {
     // undici's own: a body up to 64 KiB completes, and frees its connection, even if nobody
     // reads it (a caller that returns something else); Node 20's default would hold it at 16.
     super({ highWaterMark: 64 * 1024 });
-    // The upstream dying mid-body errors it: the consumer hears of it as a break, and a body
-    // not read yet (or never) must not turn it into an uncaught exception.
-    this.on('error', noop);
-  }
-
-  markEnded(): void {
-    this.ended = true;
-    this.push(null);
-  }
-
-  [WHOLE_BODY](length: number | undefined): Buffer | undefined {
-    return this.ended ? takeEndedBuffer(this, length) : undefined;
   }
 
   override _read(): void {
