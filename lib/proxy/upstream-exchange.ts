@@ -35,7 +35,7 @@ export function dispatchUpstream(dispatcher: Dispatcher, options: Dispatcher.Dis
 /** A small answer usually arrives whole with its head: the sender then takes it in one write. */
 class UpstreamBody extends PushedBody {
   constructor(private readonly handler: UpstreamHandler) {
-    // undici's own: a body up to 64 KiB completes, and frees its connection, even if nobody
+    // undici's own: a body under 64 KiB completes, and frees its connection, even if nobody
     // reads it (a caller that returns something else); Node 20's default would hold it at 16.
     super({ highWaterMark: 64 * 1024 });
   }
@@ -50,20 +50,28 @@ class UpstreamBody extends PushedBody {
   }
 }
 
+/** Lets go of the upstream request of a paused body that nothing can read any more. */
+const droppedBodies = new FinalizationRegistry<UpstreamHandler>((handler) => handler.bodyDropped());
+
 class UpstreamHandler implements Dispatcher.DispatchHandler {
   /** undici makes a new controller each time the request is (re)started on a connection. */
   private controller: Dispatcher.DispatchController | undefined;
   private body: UpstreamBody | undefined;
-  private answered = false;
+  /** Holds the body instead of `body` once it has paused: see `pause`. */
+  private pausedBody: WeakRef<UpstreamBody> | undefined;
   private over = false;
   private readonly unwatch: () => void;
+
+  /** Let go of once settled: the promise they settle holds the response, and with it the body. */
+  private settle: { resolve: (response: UpstreamResponse) => void; reject: (error: Error) => void } | undefined;
 
   constructor(
     private readonly options: Dispatcher.DispatchOptions,
     private readonly abort: AbortWatch,
-    private readonly resolve: (response: UpstreamResponse) => void,
-    private readonly reject: (error: Error) => void,
+    resolve: (response: UpstreamResponse) => void,
+    reject: (error: Error) => void,
   ) {
+    this.settle = { resolve, reject };
     this.unwatch = abort.whenAborted((reason) => this.aborted(reason));
   }
 
@@ -75,26 +83,30 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, status: number, _headers: unknown, statusText?: string): void {
     // Informational heads (103 Early Hints) are not passed on.
     if (status < 200) return;
-    this.answered = true;
     const body = this.options.method === 'HEAD' ? null : (this.body = new UpstreamBody(this));
-    this.resolve({ status, statusText: statusText ?? '', rawHeaders: controller.rawHeaders as Buffer[], body });
+    const settle = this.settle!;
+    this.settle = undefined;
+    settle.resolve({ status, statusText: statusText ?? '', rawHeaders: controller.rawHeaders as Buffer[], body });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.body && !this.body.push(chunk)) controller.pause();
+    const body = this.currentBody();
+    if (body && !body.push(chunk)) this.pause(controller, body);
   }
 
   onResponseEnd(): void {
     this.finish();
-    this.body?.markEnded();
+    this.currentBody()?.markEnded();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.finish();
     // undici leaves a request body it was given as it is on a failure; its reader must stop.
     destroyStream(this.options.body, error);
-    if (!this.answered) this.reject(error);
-    else this.body?.destroy(error);
+    const settle = this.settle;
+    this.settle = undefined;
+    if (settle) settle.reject(error);
+    else this.currentBody()?.destroy(error);
   }
 
   resume(): void {
@@ -105,8 +117,32 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (!this.over) this.controller?.abort(error ?? closedBeforeEnd());
   }
 
+  bodyDropped(): void {
+    if (!this.over) this.controller?.abort(new Error('The response body was dropped unread'));
+  }
+
+  private currentBody(): UpstreamBody | undefined {
+    return this.body ?? this.pausedBody?.deref();
+  }
+
+  /**
+   * Stops the upstream while the body's reader has a buffer's worth unread, and from then on
+   * holds the body weakly. A caller that dropped its response unread (returned something
+   * else) leaves it unreachable, and the connection is let go when V8 collects it, instead of
+   * staying paused for good: a paused parser has no body timeout. A body that is read, piped
+   * or kept is reachable from its reader and stays.
+   */
+  private pause(controller: Dispatcher.DispatchController, body: UpstreamBody): void {
+    controller.pause();
+    if (this.pausedBody) return;
+    this.pausedBody = new WeakRef(body);
+    this.body = undefined;
+    droppedBodies.register(body, this, this);
+  }
+
   private aborted(reason: unknown): void {
-    if (this.body) this.body.destroy(asError(reason));
+    const body = this.currentBody();
+    if (body) body.destroy(asError(reason));
     else this.controller?.abort(asError(reason));
   }
 
@@ -114,6 +150,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (this.over) return;
     this.over = true;
     this.unwatch();
+    if (this.pausedBody) droppedBodies.unregister(this);
   }
 }
 
