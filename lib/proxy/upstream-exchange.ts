@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AbortWatch } from '../http/abort-watch.js';
 import { closedBeforeEnd, PushedBody } from '../http/body-source.js';
+import { toError } from '../http/failures.js';
 
 /** An upstream's answer, as soon as its head has arrived. */
 export interface UpstreamResponse {
@@ -51,7 +52,9 @@ class UpstreamBody extends PushedBody {
 }
 
 /** Lets go of the upstream request of a paused body that nothing can read any more. */
-const droppedBodies = new FinalizationRegistry<UpstreamHandler>((handler) => handler.bodyDropped());
+const droppedBodies = new FinalizationRegistry<UpstreamHandler>((handler) =>
+  handler.bodyDestroyed(new Error('The response body was dropped unread')),
+);
 
 class UpstreamHandler implements Dispatcher.DispatchHandler {
   /** undici makes a new controller each time the request is (re)started on a connection. */
@@ -84,9 +87,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     // Informational heads (103 Early Hints) are not passed on.
     if (status < 200) return;
     const body = this.options.method === 'HEAD' ? null : (this.body = new UpstreamBody(this));
-    const settle = this.settle!;
-    this.settle = undefined;
-    settle.resolve({ status, statusText: statusText ?? '', rawHeaders: controller.rawHeaders as Buffer[], body });
+    this.takeSettle()!.resolve({ status, statusText: statusText ?? '', rawHeaders: controller.rawHeaders as Buffer[], body });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -103,8 +104,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     this.finish();
     // undici leaves a request body it was given as it is on a failure; its reader must stop.
     destroyStream(this.options.body, error);
-    const settle = this.settle;
-    this.settle = undefined;
+    const settle = this.takeSettle();
     if (settle) settle.reject(error);
     else this.currentBody()?.destroy(error);
   }
@@ -117,8 +117,10 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (!this.over) this.controller?.abort(error ?? closedBeforeEnd());
   }
 
-  bodyDropped(): void {
-    if (!this.over) this.controller?.abort(new Error('The response body was dropped unread'));
+  private takeSettle(): typeof this.settle {
+    const settle = this.settle;
+    this.settle = undefined;
+    return settle;
   }
 
   private currentBody(): UpstreamBody | undefined {
@@ -159,7 +161,7 @@ function destroyStream(body: Dispatcher.DispatchOptions['body'], error: Error | 
 }
 
 function asError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new Error(String(reason ?? 'Request aborted'));
+  return toError(reason ?? 'Request aborted');
 }
 
 function noop(): void {}
