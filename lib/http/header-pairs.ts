@@ -1,3 +1,5 @@
+import { HOP_BY_HOP_HEADERS, hopByHopNames } from './hop-by-hop.js';
+
 /**
  * Response headers as a source gave them once its parser had checked them (Node's own
  * serialiser for a captured response, undici for an upstream, the CGI head parser): a flat
@@ -82,23 +84,19 @@ export function pairValue(pairs: HeaderPairs, name: string): string | null {
   return found;
 }
 
-/** What the usual values list: Node's own `close`, and `keep-alive` of an upstream that keeps it. */
+/** What Node's own `Connection: close` lists, the usual value. */
 const CLOSE: ReadonlySet<string> = new Set(['close']);
-const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
 
 /**
  * The list without the headers a Connection header lists, which are hop-by-hop too (RFC 9110
- * 7.6.1); the same list when it names none of them (Node's own `close`, as a rule). Any text
- * may stand there: what is not a header name names nothing.
+ * 7.6.1); the same list when it names none of them (Node's own `close`, an upstream's
+ * `keep-alive`, as a rule). Any text may stand there: what is not a header name names nothing.
+ * Every caller has taken the hop-by-hop headers out of the list already.
  */
 export function withoutConnectionListed(pairs: HeaderPairs, connection: string | undefined): HeaderPairs {
   if (!connection) return pairs;
-  const listed =
-    connection === 'close'
-      ? CLOSE
-      : connection === 'keep-alive'
-        ? KEEP_ALIVE
-        : new Set(connection.split(',').map((token) => token.trim().toLowerCase()));
+  const listed = connection === 'close' ? CLOSE : hopByHopNames(connection);
+  if (listed === HOP_BY_HOP_HEADERS) return pairs;
   for (let i = 0; i < pairs.length; i += 2) if (listed.has(pairs[i])) return withoutPairs(pairs, listed);
   return pairs;
 }

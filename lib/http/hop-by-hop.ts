@@ -15,6 +15,8 @@ export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
  * itself when it lists none besides them (`keep-alive`, what browsers send).
  */
 export function hopByHopNames(connectionHeader: string | null | undefined): ReadonlySet<string> {
+  // The usual value, on requests and answers alike: no need to take it apart.
+  if (connectionHeader === 'keep-alive') return HOP_BY_HOP_HEADERS;
   let names: Set<string> | undefined;
   if (connectionHeader) {
     for (const token of connectionHeader.split(',')) {

@@ -28,7 +28,7 @@ export function upstreamRequestHeaders(exchange: GatewayExchange, settings: Prox
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
     names.push(name);
-    if (name === 'connection') connection += raw[i + 1] + ',';
+    if (name === 'connection') connection = connection === '' ? raw[i + 1] : `${connection},${raw[i + 1]}`;
   }
   const dropped = hopByHopNames(connection);
   // The identity header here is the gateway's own (client copies are already gone): a client
