@@ -99,7 +99,20 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     prototype: request,
   });
   return new Promise<GatewayResponse>((resolve, reject) => {
-    const capture = captureResponseInto(inner, resolve, reject, response);
+    // Let go of once settled: the settled promise holds the response, and with it the body,
+    // which must be collected when a caller drops it unread (the app keeps its `next`).
+    let settle: { resolve: typeof resolve; reject: typeof reject } | undefined = { resolve, reject };
+    const settled = () => {
+      const callbacks = settle;
+      settle = undefined;
+      return callbacks;
+    };
+    const capture = captureResponseInto(
+      inner,
+      (answer) => settled()?.resolve(answer),
+      (error) => settled()?.reject(error),
+      response,
+    );
     const abort = () => {
       inner.destroy();
       capture.destroy(new Error(`Call of ${exchange.name} was aborted`));
@@ -107,11 +120,11 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     const stopWatching = abortWatchOf(exchange).whenAborted(abort);
     const fail = (error: unknown) => {
       if (capture.res.headersSent) capture.destroy(lateFailure(exchange.logger, `App ${exchange.name}`, error));
-      else reject(error);
+      else settled()?.reject(error);
     };
     const end = finalCallback(exchange, capture.res, (error?: unknown) => {
       if (isNextFailure(error)) fail(error);
-      else if (!capture.res.headersSent) reject(notFound(exchange));
+      else if (!capture.res.headersSent) settled()?.reject(notFound(exchange));
     });
     capture.res.on(
       'close',

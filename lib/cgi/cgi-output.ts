@@ -1,5 +1,5 @@
 import { Transform, type Readable } from 'node:stream';
-import { markBrokenOff } from '../http/body-source.js';
+import { BodyHold, markBrokenOff } from '../http/body-source.js';
 import { CgiHeadParser, CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
 
 /** How much of the body is read along with the head, at most, to see whether the output ends there. */
@@ -82,6 +82,8 @@ export interface CgiBodyOptions {
   /** Milliseconds without output (while the client is reading) before `onIdle`; 0 for none. */
   idleTimeout: number;
   onIdle(): void;
+  /** The body was dropped unread and collected: the producer must stop. Must not hold the body. */
+  onDropped(): void;
   /** Settles after the output has ended; with an error the body breaks off instead of ending. */
   outcome?: Promise<Error | undefined>;
 }
@@ -89,8 +91,13 @@ export interface CgiBodyOptions {
 /**
  * The response body: the bytes that came with the head, then the rest of `output`, with
  * backpressure. Output errors reach the body; destroying the body destroys the output.
+ *
+ * Nothing on the output's side (its listeners, the idle timer) holds the body but through
+ * `hold`, which lets go of it while it is full: a body its caller dropped unread is then
+ * collected, and `onDropped` ends the script, which would otherwise wait on a full pipe for
+ * good (its idle time does not run while the body is full).
  */
-export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions): Readable {
+export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions): { body: Readable; hold: BodyHold<Readable> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   // Armed again for every chunk: one timer, restarted, rather than a new one per chunk.
@@ -99,6 +106,8 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
     if (timer) timer.refresh();
     else {
       timer = setTimeout(() => {
+        const body = hold.body;
+        if (body === undefined) return;
         // A slow client is not an idle script: wait while the body is full.
         if (body.readableLength >= body.readableHighWaterMark || output.isPaused()) arm();
         else options.onIdle();
@@ -115,28 +124,40 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
       callback(null, chunk);
     },
   });
+  const hold = new BodyHold(body, options.onDropped);
   // Errors still reach whoever reads the body; an unread body must not crash the process.
   body.on('error', () => undefined);
   if (rest.length > 0) body.write(rest);
-  output.on('error', (error) => body.destroy(error));
+  output.on('error', (error) => hold.body?.destroy(error));
   body.on('close', () => {
     disarm();
+    hold.done();
     if (!output.readableEnded) output.destroy();
   });
+  body.on('drain', () => output.resume());
   arm();
   const outcome = options.outcome;
-  output.pipe(body, { end: !outcome });
-  if (outcome) {
-    const settle = () => {
-      disarm();
-      void outcome.then((error) => {
-        if (error) markBrokenOff(body, error);
-        body.end();
-      });
-    };
-    // The output may have ended while its head was read: pipe() then ends nothing.
-    if (output.readableEnded) settle();
-    else output.once('end', settle);
-  }
-  return body;
+  // Not pipe(): its listeners on the output would hold the body.
+  output.on('data', (chunk: Buffer) => {
+    const current = hold.body;
+    if (current !== undefined && !current.destroyed && !current.write(chunk)) {
+      output.pause();
+      hold.full();
+    }
+  });
+  const settle = () => {
+    disarm();
+    if (!outcome) return void hold.body?.end();
+    void outcome.then((error) => {
+      const current = hold.body;
+      if (current === undefined) return;
+      if (error) markBrokenOff(current, error);
+      current.end();
+    });
+  };
+  // The output may have ended while its head was read.
+  if (output.readableEnded) settle();
+  else output.once('end', settle);
+  output.resume();
+  return { body, hold };
 }

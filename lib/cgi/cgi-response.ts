@@ -2,6 +2,7 @@ import { BadGatewayException, GatewayTimeoutException } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import type { BodyHold } from '../http/body-source.js';
 import { toError } from '../http/failures.js';
 import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import { cgiBody, readCgiHead } from './cgi-output.js';
@@ -42,14 +43,15 @@ export async function respondFromOutput(
     for (const timer of timers) clearTimeout(timer);
     unwatch();
   };
-  let body: Readable | undefined;
+  /** The body, held as the output holds it: `halt` must not keep a body its caller dropped. */
+  let hold: BodyHold<Readable> | undefined;
   let stopped = false;
   const halt = (reason: string, error?: Error) => {
     if (stopped) return;
     stopped = true;
     settled();
     if (error) failHead(error);
-    body?.destroy(new Error(`${exchange.name}: ${reason}`));
+    hold?.body?.destroy(new Error(`${exchange.name}: ${reason}`));
     stop(reason);
   };
   const timeOut = (reason: string) => {
@@ -99,14 +101,17 @@ export async function respondFromOutput(
     return { head, response: responseOfHead(head, body) };
   }
 
-  const stream = cgiBody(rest, output, {
+  const { body: stream, hold: streamHold } = cgiBody(rest, output, {
     idleTimeout: limits.idleTimeout,
     onIdle: () => timeOut(`sent no output for ${limits.idleTimeout} ms`),
+    onDropped: () => halt('response body dropped unread'),
     outcome,
   });
-  body = stream;
-  stream.once('close', () => {
-    if (!stream.readableEnded) halt('response body abandoned');
+  hold = streamHold;
+  // `this`, not `stream`: a closure naming `stream` would put it in the scope that `halt` keeps
+  // (held by the timers and the abort watch), and a body dropped unread would never be collected.
+  stream.once('close', function (this: Readable) {
+    if (!this.readableEnded) halt('response body abandoned');
   });
   if (exchange.method === 'HEAD') {
     // Drained and dropped, under the same idle limit as a body the client reads.

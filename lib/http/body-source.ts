@@ -114,6 +114,47 @@ export abstract class PushedBody extends Readable implements WholeBodySource {
 function ignoreError(): void {}
 
 /**
+ * How a producer (an app's response, a script's output, an upstream request) holds the body it
+ * pushes into: strongly until the body is first full, weakly from then on. A body that is read,
+ * piped or kept stays reachable from its reader; one that its caller dropped unread (it
+ * returned something else) is collected, and `onDropped` stops the producer, which would
+ * otherwise wait for good for a reader that never comes: nothing times out a paused producer.
+ * `onDropped` must not hold the body, or it is never collected.
+ */
+export class BodyHold<T extends Readable> {
+  #strong: T | undefined;
+  #weak: WeakRef<T> | undefined;
+
+  constructor(
+    body: T,
+    private readonly onDropped: () => void,
+  ) {
+    this.#strong = body;
+  }
+
+  /** The body, unless it was dropped and collected. */
+  get body(): T | undefined {
+    return this.#strong ?? this.#weak?.deref();
+  }
+
+  /** The body's reader has a buffer's worth unread: from now on the body is held weakly. */
+  full(): void {
+    const body = this.#strong;
+    if (body === undefined) return;
+    this.#strong = undefined;
+    this.#weak = new WeakRef(body);
+    droppedBodies.register(body, this.onDropped, this);
+  }
+
+  /** The producer is done with the body: whether it is dropped no longer matters. */
+  done(): void {
+    if (this.#weak !== undefined) droppedBodies.unregister(this);
+  }
+}
+
+const droppedBodies = new FinalizationRegistry<() => void>((onDropped) => onDropped());
+
+/**
  * A body whose bytes are all in memory (a string or Buffer an app or caller set, a CGI
  * response that was complete with its head): read as a stream, or taken whole by the sender
  * for a single write. Cheaper than `Readable.from`, which iterates asynchronously.

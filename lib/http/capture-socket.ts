@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
-import { asBuffer, PushedBody } from './body-source.js';
+import { asBuffer, BodyHold, PushedBody } from './body-source.js';
 import { parseHttpHead, type ParsedHead } from './parse-http-head.js';
 
 const HEAD_END = '\r\n\r\n';
@@ -21,7 +21,9 @@ type WriteCallback = (error?: Error | null) => void;
  * (bench/findings.md, fourteenth round).
  */
 export class CaptureSocket extends EventEmitter {
-  readonly body: CapturedBody;
+  /** Weakly once the body is full: an app whose caller dropped the body unread is then let go. */
+  private readonly hold: BodyHold<CapturedBody>;
+  readonly writableHighWaterMark: number;
   destroyed = false;
   /** The response this socket serves; Node's ServerResponse sets and checks it. */
   _httpMessage: unknown = null;
@@ -36,13 +38,18 @@ export class CaptureSocket extends EventEmitter {
   private heldBytes = 0;
   private needDrain = false;
 
-  constructor(
-    private readonly onHead: (head: ParsedHead, body: Readable) => void,
-    private readonly onError: (error: Error) => void,
-  ) {
+  /** Let go of once the head is taken: they settle a promise that holds the response, and with it the body. */
+  private onHead: ((head: ParsedHead, body: Readable) => void) | undefined;
+  private onError: ((error: Error) => void) | undefined;
+
+  constructor(onHead: (head: ParsedHead, body: Readable) => void, onError: (error: Error) => void) {
     super();
+    this.onHead = onHead;
+    this.onError = onError;
     // A failure reaches the app as its response's `close`, and the consumer through the body.
-    this.body = new CapturedBody(this);
+    const body = new CapturedBody(this);
+    this.writableHighWaterMark = body.readableHighWaterMark;
+    this.hold = new BodyHold(body, () => this.destroy(new Error('The response body was dropped unread')));
   }
 
   get writable(): boolean {
@@ -50,9 +57,6 @@ export class CaptureSocket extends EventEmitter {
   }
   get writableLength(): number {
     return this.heldBytes;
-  }
-  get writableHighWaterMark(): number {
-    return this.body.readableHighWaterMark;
   }
   get writableCorked(): number {
     return this._writableState.corked;
@@ -94,9 +98,13 @@ export class CaptureSocket extends EventEmitter {
       if (callback) process.nextTick(callback, destroyedError());
       return false;
     }
-    if (rest.length > 0 && !this.bodyEnded && !this.body.destroyed) {
+    const body = this.hold.body;
+    if (rest.length > 0 && !this.bodyEnded && body !== undefined && !body.destroyed) {
       const bytes = typeof rest === 'string' ? Buffer.from(rest, encoding ?? 'utf8') : asBuffer(rest);
-      if (!this.body.push(bytes) && this.held === null) this.held = [];
+      if (!body.push(bytes) && this.held === null) {
+        this.held = [];
+        this.hold.full();
+      }
       if (this.held !== null) this.heldBytes += bytes.length;
     }
     if (this.held === null) {
@@ -125,10 +133,13 @@ export class CaptureSocket extends EventEmitter {
     this.held = null;
     this.heldBytes = 0;
     this.partialHead = null;
-    if (!this.headParsed) this.onError(error ?? new Error('The app closed its response before sending headers'));
-    else if (!this.bodyEnded && !this.body.destroyed) {
-      this.body.destroy(error ?? new Error('The app closed its response before finishing the body'));
+    const body = this.hold.body;
+    this.hold.done();
+    if (!this.headParsed) this.onError?.(error ?? new Error('The app closed its response before sending headers'));
+    else if (!this.bodyEnded && body !== undefined && !body.destroyed) {
+      body.destroy(error ?? new Error('The app closed its response before finishing the body'));
     }
+    this.onHead = this.onError = undefined;
     // Held writes were handed over whole (their bytes are in the body); only backpressure held
     // their callbacks. Failing them would turn a client that leaves into an error of the app's.
     if (held !== null) process.nextTick(completeHeld, this, held);
@@ -140,10 +151,11 @@ export class CaptureSocket extends EventEmitter {
   endBody(): void {
     if (this.bodyEnded) return;
     this.bodyEnded = true;
-    if (this.body.destroyed) return;
-    this.body.markEnded();
+    const body = this.hold.body;
+    if (body === undefined || body.destroyed) return;
+    body.markEnded();
     // An ended body asks for nothing more: writes still held complete once it is all read.
-    if (this.held !== null) this.body.once('end', () => this.release());
+    if (this.held !== null) body.once('end', () => this.release());
   }
 
   /** The body's consumer wants more: writes held back complete, and the app hears 'drain'. */
@@ -198,7 +210,9 @@ export class CaptureSocket extends EventEmitter {
     const head = parseHttpHead(text);
     if (head.status < 200 && head.status !== 101) return;
     this.headParsed = true;
-    this.onHead(head, this.body);
+    const onHead = this.onHead!;
+    this.onHead = this.onError = undefined;
+    onHead(head, this.hold.body!);
   }
 }
 

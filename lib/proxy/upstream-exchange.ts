@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { AbortWatch } from '../http/abort-watch.js';
-import { closedBeforeEnd, PushedBody } from '../http/body-source.js';
+import { BodyHold, closedBeforeEnd, PushedBody } from '../http/body-source.js';
 import { toError } from '../http/failures.js';
 
 /** An upstream's answer, as soon as its head has arrived. */
@@ -51,17 +51,11 @@ class UpstreamBody extends PushedBody {
   }
 }
 
-/** Lets go of the upstream request of a paused body that nothing can read any more. */
-const droppedBodies = new FinalizationRegistry<UpstreamHandler>((handler) =>
-  handler.bodyDestroyed(new Error('The response body was dropped unread')),
-);
-
 class UpstreamHandler implements Dispatcher.DispatchHandler {
   /** undici makes a new controller each time the request is (re)started on a connection. */
   private controller: Dispatcher.DispatchController | undefined;
-  private body: UpstreamBody | undefined;
-  /** Holds the body instead of `body` once it has paused: see `pause`. */
-  private pausedBody: WeakRef<UpstreamBody> | undefined;
+  /** Weakly once the body has paused: see `pause`. */
+  private body: BodyHold<UpstreamBody> | undefined;
   private over = false;
   private readonly unwatch: () => void;
 
@@ -86,13 +80,14 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, status: number, _headers: unknown, statusText?: string): void {
     // Informational heads (103 Early Hints) are not passed on.
     if (status < 200) return;
-    const body = this.options.method === 'HEAD' ? null : (this.body = new UpstreamBody(this));
+    const body = this.options.method === 'HEAD' ? null : new UpstreamBody(this);
+    if (body) this.body = new BodyHold(body, () => this.bodyDestroyed(new Error('The response body was dropped unread')));
     this.takeSettle()!.resolve({ status, statusText: statusText ?? '', rawHeaders: controller.rawHeaders as Buffer[], body });
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const body = this.currentBody();
-    if (body && !body.push(chunk)) this.pause(controller, body);
+    if (body && !body.push(chunk)) this.pause(controller);
   }
 
   onResponseEnd(): void {
@@ -124,22 +119,17 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   private currentBody(): UpstreamBody | undefined {
-    return this.body ?? this.pausedBody?.deref();
+    return this.body?.body;
   }
 
   /**
-   * Stops the upstream while the body's reader has a buffer's worth unread, and from then on
-   * holds the body weakly. A caller that dropped its response unread (returned something
-   * else) leaves it unreachable, and the connection is let go when V8 collects it, instead of
-   * staying paused for good: a paused parser has no body timeout. A body that is read, piped
-   * or kept is reachable from its reader and stays.
+   * Stops the upstream while the body's reader has a buffer's worth unread. A body its caller
+   * dropped unread lets go of the connection once collected, instead of keeping it paused for
+   * good: a paused parser has no body timeout.
    */
-  private pause(controller: Dispatcher.DispatchController, body: UpstreamBody): void {
+  private pause(controller: Dispatcher.DispatchController): void {
     controller.pause();
-    if (this.pausedBody) return;
-    this.pausedBody = new WeakRef(body);
-    this.body = undefined;
-    droppedBodies.register(body, this, this);
+    this.body!.full();
   }
 
   private aborted(reason: unknown): void {
@@ -152,7 +142,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     if (this.over) return;
     this.over = true;
     this.unwatch();
-    if (this.pausedBody) droppedBodies.unregister(this);
+    this.body?.done();
   }
 }
 

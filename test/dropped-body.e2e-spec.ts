@@ -1,0 +1,114 @@
+/**
+ * A `callApp` caller that drops the GatewayResponse, neither sending nor reading nor destroying
+ * its body (it returns something else), must not hold the app back for good: a body bigger
+ * than its buffers has paused whatever produces it (an app's response, a CGI script, a FastCGI
+ * request), and nothing else ends it. Once V8 collects the dropped body, its producer is let go.
+ * Real Nest app, real CGI scripts, real fcgiwrap.
+ */
+import { All, Controller, Inject, Req } from '@nestjs/common';
+import { cgiApp, fastcgiApp, GatewayModule, GatewayService, nodeApp, PathInfo } from 'nest-gateway';
+import express from 'express';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { startFcgiwrap, type Peer } from './fixtures/peers.js';
+import { startNest, type Started } from './fixtures/start.js';
+import { within } from './fixtures/waiting.js';
+
+const MiB = 1024 * 1024;
+const BIG_SCRIPT = fileURLToPath(new URL('./fixtures/cgi/big.sh', import.meta.url));
+
+/** V8's full collection, callable from a test (the flag takes effect for new contexts). */
+function collector(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
+
+/** Collects garbage until `done` holds (or 5 s pass). */
+async function collectUntil(done: () => boolean): Promise<number> {
+  const collect = collector();
+  let i = 0;
+  for (; i < 100 && !done(); i++) {
+    collect();
+    await sleep(50);
+  }
+  return i;
+}
+
+describe('a callApp response its caller drops unread', () => {
+  let s: Started;
+  let wrap: Peer;
+  let fcgi: ReturnType<typeof fastcgiApp>;
+  /** Settles when the Express app's streamed response closes (the app sees the call end). */
+  const closedResponses: Array<Promise<string>> = [];
+
+  beforeAll(async () => {
+    const sub = express();
+    sub.get('/stream', (_req, res) => {
+      let sent = 0;
+      const source = new Readable({
+        read() {
+          sent += 64 * 1024;
+          this.push(sent > 8 * MiB ? null : Buffer.alloc(64 * 1024, 'x'));
+        },
+      });
+      closedResponses.push(new Promise((resolve) => res.on('close', () => resolve(res.writableFinished ? 'finished' : 'closed'))));
+      res.type('application/octet-stream');
+      source.pipe(res);
+    });
+    sub.get('/small', (_req, res) => void res.send('small'));
+    const node = nodeApp(sub);
+    const cgi = cgiApp(BIG_SCRIPT, { maxConcurrency: 1 });
+    wrap = await startFcgiwrap(1);
+    fcgi = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: BIG_SCRIPT, maxConnections: 1 });
+    const apps = { node, cgi, fcgi };
+
+    @Controller('drop')
+    class DroppingController {
+      constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+      @All(':kind/*path')
+      async drop(@Req() req: { params: { kind: keyof typeof apps } }, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(apps[req.params.kind], req, pathInfo);
+        return { status: response.status };
+      }
+    }
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [DroppingController] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    fcgi?.close();
+    await wrap?.stop();
+  });
+
+  it("closes a Node app's response once its dropped body is collected", async () => {
+    const first = await within(fetch(`${s.url}/drop/node/stream`), 3000, 'the answer of a dropped 8 MiB body');
+    expect(await first.json()).toEqual({ status: 200 });
+    let closed: string | undefined;
+    void closedResponses[0].then((how) => (closed = how));
+    await collectUntil(() => closed !== undefined);
+    expect(closed).toBe('closed');
+  });
+
+  it("stops a CGI script and frees its slot once its dropped body is collected", async () => {
+    const first = await within(fetch(`${s.url}/drop/cgi/x?mib=8`), 3000, 'the answer of a dropped 8 MiB body');
+    expect(await first.json()).toEqual({ status: 200 });
+    // The app's one slot is held by the paused script until V8 collects its body.
+    let answered = false;
+    const next = fetch(`${s.url}/drop/cgi/x?mib=0`).then(async (res) => ((answered = true), res.json()));
+    await collectUntil(() => answered);
+    expect(await within(next, 1000, 'the next answer')).toEqual({ status: 200 });
+  });
+
+  it('frees the FastCGI responder once its dropped body is collected', async () => {
+    const first = await within(fetch(`${s.url}/drop/fcgi/x?mib=8`), 3000, 'the answer of a dropped 8 MiB body');
+    expect(await first.json()).toEqual({ status: 200 });
+    let answered = false;
+    const next = fetch(`${s.url}/drop/fcgi/x?mib=0`).then(async (res) => ((answered = true), res.json()));
+    await collectUntil(() => answered);
+    expect(await within(next, 1000, 'the next answer')).toEqual({ status: 200 });
+  });
+});
