@@ -645,8 +645,8 @@ describe('errors, timeouts and client disconnects', () => {
     directUpload: () => abortUpload('/up-direct/x', ['req-aborted', 'req-close', 'res-close']),
     captureUpload: () => abortUpload('/call/upload', ['req-aborted', 'req-close', 'res-close']),
     fetchUpload: () => abortUpload('/fetch-up/x', ['signal-abort']),
-    directDownload: () => abortDownload('/stream-direct/x', ['req-close', 'res-close']),
-    captureDownload: () => abortDownload('/call/stream', ['req-close', 'res-close']),
+    directDownload: () => abortDownload('/stream-direct/x', ['req-aborted', 'req-close', 'res-close']),
+    captureDownload: () => abortDownload('/call/stream', ['req-aborted', 'req-close', 'res-close']),
     fetchDownload: () => abortDownload('/fetch-stream/x', ['signal-abort', 'cancel']),
   };
 
@@ -667,12 +667,12 @@ describe('errors, timeouts and client disconnects', () => {
   });
 
   describe('(e) client disconnects mid-response (slow stream)', () => {
-    it('direct mount: the app response and request close unfinished', async () => {
+    it('direct mount: the app request emits aborted and close, its response closes unfinished', async () => {
       const probe = await scenarios.directDownload();
       expect(probe.facts.finishedAtClose).toBe(false);
       await expectNoOpenConnections();
     });
-    it('callApp: the inner request and the captured response close unfinished', async () => {
+    it('callApp: the inner request emits aborted and close (a GET too), the captured response closes unfinished', async () => {
       const probe = await scenarios.captureDownload();
       expect(probe.facts.finishedAtClose).toBe(false);
       await expectNoOpenConnections();

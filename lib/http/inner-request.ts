@@ -53,12 +53,14 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
   inner._read = () => {
     body?.resume();
   };
+  // As Node's own: destroyed before it was read to its end (a GET the app never read included),
+  // the request was aborted.
   inner._destroy = (error, callback) => {
-    if (!state.complete) {
+    if (!inner.readableEnded || !state.complete) {
       state.aborted = true;
       inner.emit('aborted');
-      body?.destroy();
     }
+    if (!state.complete) body?.destroy();
     callback(error);
   };
   return inner;
