@@ -20,6 +20,15 @@ describe('sample 001-embed', () => {
     expect(home.text).toContain('/wikis/team/');
   });
 
+  it("serves the wiki's start page at the link the home page gives, with or without its slash", async () => {
+    for (const path of ['/wikis/team/', '/wikis/team']) {
+      const start = await request(s.url).get(path);
+      expect(start.status).toBe(200);
+      expect(start.text).toContain('Wiki page: Start');
+      expect(start.text).toContain('Instance: <code>/var/wikis/team</code>');
+    }
+  });
+
   it('serves the mounted Express and Hono apps', async () => {
     expect((await request(s.url).get('/express/')).text).toContain('Mounted at <code>/express</code>');
     expect((await request(s.url).get('/express/hello?name=Ada')).body).toEqual({ greeting: 'Hello, Ada!', from: 'express' });

@@ -13,7 +13,7 @@ export function pathInfoOf(req: unknown): string {
  *
  * @example
  * ```ts
- * @All('trac/*path')
+ * @All(['trac', 'trac/*path']) // 'trac' alone for /trac itself: '*path' needs a character
  * trac(@Req() req: Request, @PathInfo() pathInfo: string) {
  *   return this.gateway.callApp(trac, req, pathInfo);
  * }

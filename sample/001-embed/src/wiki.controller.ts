@@ -9,7 +9,8 @@ const wiki = createWikiApp();
 export class WikiController {
   constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
 
-  @All(':instance/*path')
+  // ':instance' alone for /wikis/team itself: '*path' needs at least one character.
+  @All([':instance', ':instance/*path'])
   async serve(@Req() req: unknown, @Param('instance') instance: string, @PathInfo() pathInfo: string) {
     if (pathInfo.startsWith('/login')) return redirect('/login');
     if (pathInfo.startsWith('/logout')) return redirect('/logout');
