@@ -6,7 +6,7 @@
  * Real Nest app, real CGI scripts, real fcgiwrap.
  */
 import { All, Controller, Inject, Req } from '@nestjs/common';
-import { cgiApp, fastcgiApp, GatewayModule, GatewayService, nodeApp, PathInfo } from 'nest-gateway';
+import { cgiApp, fastcgiApp, GatewayModule, type GatewayResponse, GatewayService, nodeApp, PathInfo } from 'nest-gateway';
 import express from 'express';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -28,20 +28,19 @@ function collector(): () => void {
 }
 
 /** Collects garbage until `done` holds (or 5 s pass). */
-async function collectUntil(done: () => boolean): Promise<number> {
+async function collectUntil(done: () => boolean): Promise<void> {
   const collect = collector();
-  let i = 0;
-  for (; i < 100 && !done(); i++) {
+  for (let i = 0; i < 100 && !done(); i++) {
     collect();
     await sleep(50);
   }
-  return i;
 }
 
 describe('a callApp response its caller drops unread', () => {
   let s: Started;
   let wrap: Peer;
   let fcgi: ReturnType<typeof fastcgiApp>;
+  const kept = new Map<string, GatewayResponse>();
   /** Settles when the Express app's streamed response closes (the app sees the call end). */
   const closedResponses: Array<Promise<string>> = [];
 
@@ -66,13 +65,25 @@ describe('a callApp response its caller drops unread', () => {
     fcgi = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: BIG_SCRIPT, maxConnections: 1 });
     const apps = { node, cgi, fcgi };
 
-    @Controller('drop')
+    @Controller()
     class DroppingController {
       constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
-      @All(':kind/*path')
+      @All('drop/:kind/*path')
       async drop(@Req() req: { params: { kind: keyof typeof apps } }, @PathInfo() pathInfo: string) {
         const response = await this.gateway.callApp(apps[req.params.kind], req, pathInfo);
         return { status: response.status };
+      }
+      /** Keeps the response unread for a later request, which sends it. */
+      @All('keep/:kind/*path')
+      async keep(@Req() req: { params: { kind: keyof typeof apps } }, @PathInfo() pathInfo: string) {
+        kept.set(req.params.kind, await this.gateway.callApp(apps[req.params.kind], req, pathInfo));
+        return { kept: true };
+      }
+      @All('kept/:kind')
+      sendKept(@Req() req: { params: { kind: keyof typeof apps } }) {
+        const response = kept.get(req.params.kind);
+        kept.delete(req.params.kind);
+        return response;
       }
     }
     s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [DroppingController] });
@@ -93,22 +104,32 @@ describe('a callApp response its caller drops unread', () => {
     expect(closed).toBe('closed');
   });
 
-  it("stops a CGI script and frees its slot once its dropped body is collected", async () => {
-    const first = await within(fetch(`${s.url}/drop/cgi/x?mib=8`), 3000, 'the answer of a dropped 8 MiB body');
+  it.each([
+    ['cgi', 'stops the CGI script and frees its only slot'],
+    ['fcgi', "frees fcgiwrap's only worker and the pool's only connection"],
+  ])('%s: %s once the dropped body is collected', async (kind) => {
+    const first = await within(fetch(`${s.url}/drop/${kind}/x?mib=8`), 3000, 'the answer of a dropped 8 MiB body');
     expect(await first.json()).toEqual({ status: 200 });
-    // The app's one slot is held by the paused script until V8 collects its body.
+    // Held by the paused script until V8 collects its body.
     let answered = false;
-    const next = fetch(`${s.url}/drop/cgi/x?mib=0`).then(async (res) => ((answered = true), res.json()));
+    const next = fetch(`${s.url}/drop/${kind}/x?mib=0`).then(async (res) => ((answered = true), res.json()));
     await collectUntil(() => answered);
     expect(await within(next, 1000, 'the next answer')).toEqual({ status: 200 });
   });
 
-  it('frees the FastCGI responder once its dropped body is collected', async () => {
-    const first = await within(fetch(`${s.url}/drop/fcgi/x?mib=8`), 3000, 'the answer of a dropped 8 MiB body');
-    expect(await first.json()).toEqual({ status: 200 });
-    let answered = false;
-    const next = fetch(`${s.url}/drop/fcgi/x?mib=0`).then(async (res) => ((answered = true), res.json()));
-    await collectUntil(() => answered);
-    expect(await within(next, 1000, 'the next answer')).toEqual({ status: 200 });
+  it.each([
+    ['node', '/stream'],
+    ['cgi', '/x?mib=8'],
+    ['fcgi', '/x?mib=8'],
+  ])('%s: a body its caller keeps unread is not collected, and is sent whole later', async (kind, path) => {
+    expect(await (await within(fetch(`${s.url}/keep/${kind}${path}`), 3000, 'the call')).json()).toEqual({ kept: true });
+    const collect = collector();
+    for (let i = 0; i < 10; i++) {
+      collect();
+      await sleep(20);
+    }
+    const res = await within(fetch(`${s.url}/kept/${kind}`), 3000, 'the kept response');
+    expect(res.status).toBe(200);
+    expect((await within(res.arrayBuffer(), 5000, 'the kept body')).byteLength).toBe(8 * MiB);
   });
 });
