@@ -61,6 +61,21 @@ const edgeListener: NodeListener = (req, res) => {
   const entry = record(req);
   res.once('close', () => entry.events.push(res.writableFinished ? 'res-close-finished' : 'res-close-unfinished'));
   switch (path) {
+    case '/socket-state': {
+      const socket = res.socket!;
+      const state = () => ({ writableEnded: socket.writableEnded, writableFinished: socket.writableFinished, closed: socket.closed, errored: socket.errored?.message ?? null });
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(state()));
+      return;
+    }
+    case '/socket-destroyed': {
+      const socket = res.socket!;
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial');
+      socket.once('close', () => entry.events.push(`socket closed: ${socket.closed}, errored: ${socket.errored?.message}, writableEnded: ${socket.writableEnded}`));
+      setTimeout(() => socket.destroy(new Error('app gave up')), 20);
+      return;
+    }
     case '/overflow':
       res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' });
       res.end('hello, and more than was announced');
@@ -291,6 +306,15 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
     expect(events.indexOf(`cb${CALLBACK_WRITES - 1}`)).toBeLessThan(events.indexOf('finish'));
     expect(events.filter((event) => event === 'finish')).toHaveLength(1);
     expect(events).toContain('res-close-finished');
+  });
+
+  it("reports its socket's state as a net.Socket does (writableEnded, writableFinished, closed, errored)", async () => {
+    const res = await get(url('/socket-state'));
+    expect(JSON.parse(res.body.toString())).toEqual({ writableEnded: false, writableFinished: false, closed: false, errored: null });
+    const id = `${kind}-socket-destroyed`;
+    await expect(get(url('/socket-destroyed'), { id })).rejects.toThrow();
+    await waitFor(() => (seen.get(id)?.events ?? []).some((e) => e.startsWith('socket closed')), 2000, 'the socket to close');
+    expect(seen.get(id)!.events).toContain('socket closed: true, errored: app gave up, writableEnded: false');
   });
 
   it('keeps Content-Length and sends no body for HEAD', async () => {

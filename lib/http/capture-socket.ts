@@ -37,6 +37,10 @@ export class CaptureSocket extends EventEmitter {
   private held: WriteCallback[] | null = null;
   private heldBytes = 0;
   private needDrain = false;
+  private ended = false;
+  private failure: Error | null = null;
+  /** Set when 'close' is emitted, as a net.Socket's `closed`. */
+  closeEmitted = false;
 
   /** Let go of once the head is taken: they settle a promise that holds the response, and with it the body. */
   private onHead: ((head: ParsedHead, body: Readable) => void) | undefined;
@@ -54,6 +58,19 @@ export class CaptureSocket extends EventEmitter {
 
   get writable(): boolean {
     return !this.destroyed;
+  }
+  // The state a net.Socket reports, for apps and libraries that look at `res.socket`.
+  get writableEnded(): boolean {
+    return this.ended;
+  }
+  get writableFinished(): boolean {
+    return this.ended;
+  }
+  get closed(): boolean {
+    return this.closeEmitted;
+  }
+  get errored(): Error | null {
+    return this.failure;
   }
   get writableLength(): number {
     return this.heldBytes;
@@ -121,6 +138,7 @@ export class CaptureSocket extends EventEmitter {
     if (typeof chunk === 'function') [chunk, callback] = [undefined, chunk];
     else if (typeof encoding === 'function') [encoding, callback] = [undefined, encoding];
     if (chunk !== undefined) this.write(chunk, encoding);
+    this.ended = true;
     this.destroy();
     if (callback) process.nextTick(callback);
     return this;
@@ -129,6 +147,7 @@ export class CaptureSocket extends EventEmitter {
   destroy(error?: Error): this {
     if (this.destroyed) return this;
     this.destroyed = true;
+    this.failure = error ?? null;
     const held = this.held;
     this.held = null;
     this.heldBytes = 0;
@@ -223,6 +242,7 @@ function completeHeld(socket: CaptureSocket, held: WriteCallback[]): void {
 
 function emitDestroyed(socket: CaptureSocket, error: Error | undefined): void {
   if (error !== undefined && socket.listenerCount('error') > 0) socket.emit('error', error);
+  socket.closeEmitted = true;
   socket.emit('close', error !== undefined);
 }
 
