@@ -134,7 +134,10 @@ export function cgiBody(rest: Buffer, output: Readable, options: CgiBodyOptions)
     hold.done();
     if (!output.readableEnded) output.destroy();
   });
-  body.on('drain', () => output.resume());
+  body.on('drain', () => {
+    hold.reading();
+    output.resume();
+  });
   arm();
   const outcome = options.outcome;
   // Not pipe(): its listeners on the output would hold the body.

@@ -114,7 +114,9 @@ export async function respondFromOutput(
     if (!this.readableEnded) halt('response body abandoned');
   });
   if (exchange.method === 'HEAD') {
-    // Drained and dropped, under the same idle limit as a body the client reads.
+    // Drained and dropped, under the same idle limit as a body the client reads; no reader
+    // keeps it, so the output must.
+    streamHold.pin();
     stream.resume();
     return { head, response: responseOfHead(head) };
   }

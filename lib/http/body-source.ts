@@ -115,15 +115,19 @@ function ignoreError(): void {}
 
 /**
  * How a producer (an app's response, a script's output, an upstream request) holds the body it
- * pushes into: strongly until the body is first full, weakly from then on. A body that is read,
- * piped or kept stays reachable from its reader; one that its caller dropped unread (it
+ * pushes into: strongly while the body's reader wants more, weakly while the body is full and
+ * its reader has not asked for more since. A full body that something keeps (its caller, a
+ * pipe into a socket or a file, a timer's closure) stays; one its caller dropped unread (it
  * returned something else) is collected, and `onDropped` stops the producer, which would
  * otherwise wait for good for a reader that never comes: nothing times out a paused producer.
+ * A reader waiting for bytes is held by nothing but the body (its listeners, its promise), so
+ * the producer must hold the body strongly again as soon as the reader asks for more.
  * `onDropped` must not hold the body, or it is never collected.
  */
 export class BodyHold<T extends Readable> {
   #strong: T | undefined;
   #weak: WeakRef<T> | undefined;
+  #pinned = false;
 
   constructor(
     body: T,
@@ -137,13 +141,28 @@ export class BodyHold<T extends Readable> {
     return this.#strong ?? this.#weak?.deref();
   }
 
-  /** The body's reader has a buffer's worth unread: from now on the body is held weakly. */
+  /** The body's reader has a buffer's worth unread: held weakly until it asks for more. */
   full(): void {
     const body = this.#strong;
-    if (body === undefined) return;
+    if (body === undefined || this.#pinned) return;
     this.#strong = undefined;
     this.#weak = new WeakRef(body);
     droppedBodies.register(body, this.onDropped, this);
+  }
+
+  /** The body's reader asks for more: held strongly again. */
+  reading(): void {
+    const weak = this.#weak;
+    if (weak === undefined) return;
+    this.#weak = undefined;
+    this.#strong = weak.deref();
+    droppedBodies.unregister(this);
+  }
+
+  /** Held strongly for good: a body the producer drains itself, with no reader to keep it. */
+  pin(): void {
+    this.reading();
+    this.#pinned = true;
   }
 
   /** The producer is done with the body: whether it is dropped no longer matters. */

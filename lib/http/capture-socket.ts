@@ -179,6 +179,7 @@ export class CaptureSocket extends EventEmitter {
 
   /** The body's consumer wants more: writes held back complete, and the app hears 'drain'. */
   release(): void {
+    this.hold.reading();
     const held = this.held;
     if (held === null) return;
     this.held = null;

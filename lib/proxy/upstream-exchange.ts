@@ -105,6 +105,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   resume(): void {
+    this.body?.reading();
     this.controller?.resume();
   }
 
