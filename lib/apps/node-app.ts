@@ -6,6 +6,7 @@ import { abortWatchOf } from '../http/client-exchange.js';
 import { isNextFailure, lateFailure } from '../http/failures.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
+import { settleOnce } from '../http/settle-once.js';
 import { addsOnlyApp, handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
 import type { AppPrototypes } from '../platform/request-shape.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -99,14 +100,8 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
     prototype: request,
   });
   return new Promise<GatewayResponse>((resolve, reject) => {
-    // Let go of once settled: the settled promise holds the response, and with it the body,
-    // which must be collected when a caller drops it unread (the app keeps its `next`).
-    let settle: { resolve: typeof resolve; reject: typeof reject } | undefined = { resolve, reject };
-    const settled = () => {
-      const callbacks = settle;
-      settle = undefined;
-      return callbacks;
-    };
+    // Let go of once settled: the app keeps its `next`, which reaches them.
+    const settled = settleOnce(resolve, reject);
     const capture = captureResponseInto(
       inner,
       (answer) => settled()?.resolve(answer),

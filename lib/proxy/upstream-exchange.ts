@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import type { AbortWatch } from '../http/abort-watch.js';
 import { BodyHold, closedBeforeEnd, PushedBody } from '../http/body-source.js';
 import { toError } from '../http/failures.js';
+import { type Settle, settleOnce } from '../http/settle-once.js';
 
 /** An upstream's answer, as soon as its head has arrived. */
 export interface UpstreamResponse {
@@ -60,15 +61,15 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   private readonly unwatch: () => void;
 
   /** Let go of once settled: the promise they settle holds the response, and with it the body. */
-  private settle: { resolve: (response: UpstreamResponse) => void; reject: (error: Error) => void } | undefined;
+  private readonly takeSettle: () => Settle<UpstreamResponse> | undefined;
 
   constructor(
     private readonly options: Dispatcher.DispatchOptions,
     private readonly abort: AbortWatch,
     resolve: (response: UpstreamResponse) => void,
-    reject: (error: Error) => void,
+    reject: (reason: unknown) => void,
   ) {
-    this.settle = { resolve, reject };
+    this.takeSettle = settleOnce(resolve, reject);
     this.unwatch = abort.whenAborted((reason) => this.aborted(reason));
   }
 
@@ -111,12 +112,6 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   bodyDestroyed(error: Error | null): void {
     if (!this.over) this.controller?.abort(error ?? closedBeforeEnd());
-  }
-
-  private takeSettle(): typeof this.settle {
-    const settle = this.settle;
-    this.settle = undefined;
-    return settle;
   }
 
   private currentBody(): UpstreamBody | undefined {
