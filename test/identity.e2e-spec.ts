@@ -45,8 +45,12 @@ class GitMount {}
 
 function ignorant(req: IncomingMessage, res: ServerResponse) {
   const url = req.url ?? '/';
-  res.setHeader('set-cookie', ['a=1; Path=/; HttpOnly', 'b=2; path=/sub; Secure', 'c=3', 'd=4; Path=/pfx/x']);
+  res.setHeader('set-cookie', ['a=1; Path=/; HttpOnly', 'b=2; path=/sub; Secure', 'c=3', 'd=4; Path=/pfx/x', 'e=5; Path=/x; Path=/']);
   if (url.startsWith('/relative')) res.writeHead(302, { location: '/login?x=1' });
+  else if (url.startsWith('/fragment')) res.writeHead(302, { location: '/pfx#top' });
+  else if (url.startsWith('/secure')) res.writeHead(302, { location: `https://${req.headers.host}/login` });
+  else if (url.startsWith('/scheme-relative')) res.writeHead(302, { location: `//${req.headers.host}/login` });
+  else if (url.startsWith('/page-relative')) res.writeHead(302, { location: 'login' });
   else if (url.startsWith('/absolute')) res.writeHead(302, { location: `http://${req.headers.host}/login` });
   else if (url.startsWith('/elsewhere')) res.writeHead(302, { location: 'https://example.org/login' });
   else if (url.startsWith('/already')) res.writeHead(302, { location: '/pfx/login' });
@@ -59,6 +63,9 @@ class RewrittenMount {}
 
 @MountGateway('raw', ignorant)
 class UnrewrittenMount {}
+
+@MountGateway('t/:tenant', ignorant, { rewrite: { cookiePath: true } })
+class TenantMount {}
 
 @MountGateway('headers', echoListener)
 @GatewayHeaders({ set: { server: 'nest-gateway' }, remove: ['x-powered-by'], append: { vary: 'Cookie' } })
@@ -125,6 +132,7 @@ const controllers = [
   GitMount,
   RewrittenMount,
   UnrewrittenMount,
+  TenantMount,
   HeadersMount,
   CallsController,
   BothLevelsController,
@@ -269,7 +277,24 @@ describe('response shaping', () => {
       'b=2; path=/pfx/sub; Secure',
       'c=3',
       'd=4; Path=/pfx/x',
+      // Browsers take the last Path: every one is moved under the mount.
+      'e=5; Path=/pfx/x; Path=/pfx',
     ]);
+  });
+
+  it('keeps a fragment, an https the app asked for, and a scheme-relative URL on its own host', async () => {
+    const host = new URL(s.url).host;
+    expect((await request(s.url).get('/pfx/fragment')).headers.location).toBe('/pfx#top');
+    expect((await request(s.url).get('/pfx/secure')).headers.location).toBe(`https://${host}/pfx/login`);
+    expect((await request(s.url).get('/pfx/scheme-relative')).headers.location).toBe(`//${host}/pfx/login`);
+    expect((await request(s.url).get('/pfx/page-relative')).headers.location).toBe('login');
+  });
+
+  it('gives a cookie no attribute of the client’s choosing through the path of a parameterised mount', async () => {
+    const res = await request(s.url).get('/t/x;Domain=example.test;Max-Age=31536000/');
+    const cookies = res.headers['set-cookie'] as string[];
+    expect(cookies[0]).toBe('a=1; Path=/t/x%3BDomain=example.test%3BMax-Age=31536000; HttpOnly');
+    for (const cookie of cookies) expect(cookie).not.toMatch(/;\s*(Domain|Max-Age)=/i);
   });
 
   it('changes nothing when rewriting is off', async () => {

@@ -46,15 +46,30 @@ export function rewriteResponseHeaders(headers: Headers, context: RewriteContext
 }
 
 function underPrefix(path: string, prefix: string): string {
-  const inside = path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?');
-  return inside ? path : prefix + path;
+  const rest = path.startsWith(prefix) ? path.charCodeAt(prefix.length) : NaN;
+  // The prefix itself, or followed by a path, a query or a fragment.
+  const inside = path.length === prefix.length || rest === SLASH || rest === QUESTION_MARK || rest === HASH;
+  return path.startsWith(prefix) && inside ? path : prefix + path;
 }
 
+const SLASH = 0x2f;
+const QUESTION_MARK = 0x3f;
+const HASH = 0x23;
+
+/**
+ * `location` under the mount, when it is a path on the app's own host (a root-relative path,
+ * or an absolute or scheme-relative URL on the client-facing host or one of `hosts`).
+ * An absolute URL gets the client-facing host and, unless the app asked for https, the
+ * client's scheme: an app that redirects to https (forcing TLS) keeps it, where a downgrade
+ * would loop.
+ */
 export function rewriteLocation(location: string, context: RewriteContext, hosts: readonly string[]): string {
-  if (location.startsWith('/') && !location.startsWith('//')) return underPrefix(location, context.prefix);
+  const schemeRelative = location.startsWith('//');
+  if (location.startsWith('/') && !schemeRelative) return underPrefix(location, context.prefix);
   let url: URL;
   try {
-    url = new URL(location);
+    // Paths relative to the request's own (`login`, `../x`) are under the prefix already.
+    url = schemeRelative ? new URL(`${context.protocol}:${location}`) : new URL(location);
   } catch {
     return location;
   }
@@ -62,16 +77,35 @@ export function rewriteLocation(location: string, context: RewriteContext, hosts
   const own = host === context.host.toLowerCase() || hosts.some((h) => h.toLowerCase() === host);
   if (!own || (url.protocol !== 'http:' && url.protocol !== 'https:')) return location;
   const path = underPrefix(url.pathname, context.prefix);
-  return `${context.protocol}://${context.host}${path}${url.search}${url.hash}`;
+  const rest = `//${context.host}${path}${url.search}${url.hash}`;
+  if (schemeRelative) return rest;
+  return `${url.protocol === 'https:' ? 'https' : context.protocol}:${rest}`;
 }
 
+/**
+ * The cookie with every Path attribute outside the prefix moved under it (browsers take the
+ * last one), every other attribute and the value as they were. The prefix comes from the
+ * client's request path, where `;` may stand: it is escaped, or a link to
+ * `/mount;Domain=…/` would give the cookie attributes of the client's choosing.
+ */
 export function rewriteCookiePath(cookie: string, prefix: string): string {
   const parts = cookie.split(';');
-  const index = parts.findIndex((part, i) => i > 0 && /^\s*path\s*=/i.test(part));
-  if (index === -1) return cookie;
-  const [name, value = ''] = parts[index].split('=');
-  const path = value.trim();
-  if (!path.startsWith('/')) return cookie;
-  parts[index] = `${name}=${path === '/' ? prefix : underPrefix(path, prefix)}`;
-  return parts.join(';');
+  let changed = false;
+  for (let i = 1; i < parts.length; i++) {
+    const part = parts[i];
+    const equals = part.indexOf('=');
+    if (equals === -1 || part.slice(0, equals).trim().toLowerCase() !== 'path') continue;
+    const path = part.slice(equals + 1).trim();
+    if (!path.startsWith('/')) continue;
+    const safePrefix = cookieSafe(prefix);
+    parts[i] = `${part.slice(0, equals)}=${path === '/' ? safePrefix : underPrefix(path, safePrefix)}`;
+    changed = true;
+  }
+  return changed ? parts.join(';') : cookie;
+}
+
+/** A cookie attribute's value holds no `;` and no control characters (RFC 6265, 4.1.1). */
+function cookieSafe(path: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[;\x00-\x1f\x7f]/.test(path) ? path.replace(/[;\x00-\x1f\x7f]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0').toUpperCase()}`) : path;
 }
