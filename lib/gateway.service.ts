@@ -239,7 +239,7 @@ export class GatewayService implements OnApplicationBootstrap {
     remoteUser: string | undefined,
   ): readonly string[] {
     const untrusted = trustsProxy ? this.identityNames : this.untrustedNames;
-    const cleaned = withoutHeaders(raw, untrusted);
+    const cleaned = withoutHeaders(raw, untrusted, !trustsProxy);
     const changed = applyHeaderChanges(cleaned, options.headers, options.body);
     const result = options.headers ? withoutHeaders(changed, this.identityNames) : changed;
     // Unchanged headers stay the very same array: a mounted app then keeps the request's own.

@@ -356,6 +356,17 @@ describe('scheme, host and client address behind a proxy', () => {
   const forwarded = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example', 'x-forwarded-for': '203.0.113.9' };
   // What proxies and CDNs set, and what apps are often told to believe about the client.
   const clientAddress = { 'x-real-ip': '198.51.100.7', 'true-client-ip': '198.51.100.7', 'cf-connecting-ip': '198.51.100.7', 'x-client-ip': '198.51.100.7' };
+  // Apps believe more of the family than the standard three: Rack the scheme, oauth2-proxy's
+  // users the email and groups, Envoy's the client certificate.
+  const forwardedFamily = {
+    'X-Forwarded-Ssl': 'on',
+    'X-Forwarded-Scheme': 'https',
+    'X-Forwarded-Email': 'ceo@corp.example',
+    'X-Forwarded-Groups': 'admins',
+    'X-Forwarded-Preferred-Username': 'ceo',
+    'X-Forwarded-Client-Cert': 'Hash=1;Subject="CN=admin"',
+    X_Forwarded_Uri: '/admin',
+  };
 
   it('uses the socket’s when the proxy is not trusted, and hides forwarding and client-address headers', async () => {
     const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [FetchMount, NodeMount] });
@@ -367,6 +378,10 @@ describe('scheme, host and client address behind a proxy', () => {
       expect(node.body.headers['x-forwarded-host']).toBeUndefined();
       const forged = await request(s.url).get('/node/a').set(clientAddress);
       for (const name of Object.keys(clientAddress)) expect(forged.body.headers[name]).toBeUndefined();
+      for (const path of ['/node/a', '/fetch/a']) {
+        const family = await request(s.url).get(path).set(forwardedFamily);
+        expect(Object.keys(family.body.headers).filter((name) => /forwarded/i.test(name))).toEqual([]);
+      }
     } finally {
       await s.close();
     }
@@ -383,8 +398,80 @@ describe('scheme, host and client address behind a proxy', () => {
       expect(node.body.headers['x-forwarded-host']).toBe('public.example');
       const relayed = await request(s.url).get('/node/a').set(clientAddress);
       for (const name of Object.keys(clientAddress)) expect(relayed.body.headers[name]).toBe('198.51.100.7');
+      const family = await request(s.url).get('/node/a').set(forwardedFamily);
+      expect(family.body.headers['x-forwarded-email']).toBe('ceo@corp.example');
     } finally {
       await s.close();
     }
+  });
+});
+
+function distinctListener(req: IncomingMessage, res: ServerResponse) {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({ headers: req.headers, distinct: req.headersDistinct }));
+}
+
+@MountGateway('distinct', distinctListener)
+class DistinctMount {}
+
+@Controller('call-distinct')
+class DistinctCalls {
+  constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+  @All(['', '*path'])
+  call(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(distinctListener, req, pathInfo);
+  }
+}
+
+const seenByMiddleware: (req: IncomingMessage, res: ServerResponse, next: () => void) => void = (req, res, next) => {
+  res.setHeader('x-middleware-saw', JSON.stringify([req.headers['remote-user'] ?? null, req.headersDistinct['x-remote-user'] ?? null]));
+  next();
+};
+
+@MountGateway('wrapped', echoListener, { middleware: [seenByMiddleware] })
+class WrappedMount {}
+
+describe('the headers a Node app and its middleware see', () => {
+  let s: Started;
+  let callerSaw: unknown;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [DistinctMount, DistinctCalls, WrappedMount] }, (app) => {
+      app.use(authenticate);
+      // Something before the mount reads headersDistinct, which Node then keeps.
+      app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
+        void req.headersDistinct;
+        res.on('finish', () => {
+          callerSaw = { headers: req.headers['remote-user'], distinct: req.headersDistinct['remote-user'] };
+        });
+        next();
+      });
+    });
+  });
+  afterAll(() => s.close());
+
+  it.each(['/distinct/x', '/call-distinct/x'])('gives headersDistinct the same headers as headers (%s)', async (path) => {
+    const anonymous = await request(s.url).get(path).set({ 'Remote-User': 'mallory', 'X-Forwarded-For': '203.0.113.9', Accept: 'text/plain' });
+    expect(anonymous.status).toBe(200);
+    expect(anonymous.body.distinct['remote-user']).toBeUndefined();
+    expect(anonymous.body.distinct['x-forwarded-for']).toBeUndefined();
+    expect(anonymous.body.distinct.accept).toEqual(['text/plain']);
+    const alice = await request(s.url).get(path).set({ 'Remote-User': 'mallory', authorization: basic('alice') });
+    expect(alice.body.headers['remote-user']).toBe('alice');
+    expect(alice.body.distinct['remote-user']).toEqual(['alice']);
+  });
+
+  it('gives the client its own headers back after the mount', async () => {
+    await request(s.url).get('/distinct/x').set({ 'Remote-User': 'mallory', authorization: basic('alice') });
+    expect(callerSaw).toEqual({ headers: 'mallory', distinct: ['mallory'] });
+  });
+
+  it('shows a mount’s middleware the headers its app gets, not the client’s forged ones', async () => {
+    const anonymous = await request(s.url).get('/wrapped/x').set({ 'Remote-User': 'mallory', 'X-Remote-User': 'mallory' });
+    expect(JSON.parse(anonymous.headers['x-middleware-saw'])).toEqual([null, null]);
+    const alice = await request(s.url).get('/wrapped/x').set({ 'Remote-User': 'mallory', authorization: basic('alice') });
+    expect(JSON.parse(alice.headers['x-middleware-saw'])).toEqual(['alice', null]);
+    expect(alice.body.headers['remote-user']).toBe('alice');
+    expect(callerSaw).toEqual({ headers: 'mallory', distinct: ['mallory'] });
   });
 });

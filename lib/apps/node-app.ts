@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { captureResponseInto } from '../http/capture-response.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { isNextFailure, lateFailure } from '../http/failures.js';
+import { setHeaderLines } from '../http/header-lines.js';
 import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { settleOnce } from '../http/settle-once.js';
@@ -64,12 +65,15 @@ function upgradeListener(upgrade: UpgradeListener, exchange: GatewayExchange, so
   upgrade(req, socket, head);
 }
 
-/** Express mount semantics on the client's request: the gateway's headers, the path under the mount. */
-function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: GatewayExchange): void {
-  if (exchange.rawHeaders !== req.rawHeaders) {
+/**
+ * Express mount semantics on the client's request: the gateway's headers, the path under the
+ * mount. True when the headers were replaced.
+ */
+function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: GatewayExchange): boolean {
+  const replaceHeaders = exchange.rawHeaders !== req.rawHeaders;
+  if (replaceHeaders) {
     // The app sees the gateway's headers (forged identity removed, principal added).
-    req.rawHeaders = [...exchange.rawHeaders];
-    req.headers = headersFromRaw(exchange.rawHeaders);
+    setHeaderLines(req, [...exchange.rawHeaders], headersFromRaw(exchange.rawHeaders));
   }
   req.originalUrl = exchange.originalUrl;
   req.baseUrl = exchange.prefix;
@@ -77,6 +81,7 @@ function showAppView(req: IncomingMessage & Record<string, unknown>, exchange: G
   // Hidden when the request had none, as it stays behind (`undefined`) after the mount.
   if (Object.hasOwn(req, 'gatewayEnv')) req.gatewayEnv = exchange.env;
   else Object.defineProperty(req, 'gatewayEnv', { ...HIDDEN_UNDEFINED, value: exchange.env });
+  return replaceHeaders;
 }
 
 function appUrl(exchange: GatewayExchange): string {
@@ -142,7 +147,7 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
   const resPrototype = Object.getPrototypeOf(res);
   const inPlace = handlesInPlace(listener, req, res);
   const apps = inPlace ? ([req.app, (res as ServerResponse & { app?: unknown }).app] as const) : undefined;
-  showAppView(req, exchange);
+  const headersReplaced = showAppView(req, exchange);
 
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -152,8 +157,11 @@ function serveListener(listener: NodeListener, exchange: GatewayExchange, res: S
       res.off('finish', onDone);
       res.off('close', onDone);
       for (const [key, descriptor] of saved) restoreProperty(req, key, descriptor);
-      req.headers = headers;
-      req.rawHeaders = rawHeaders;
+      if (headersReplaced) setHeaderLines(req, rawHeaders, headers);
+      else {
+        req.headers = headers;
+        req.rawHeaders = rawHeaders;
+      }
       if (apps) {
         leaveInPlace(req, apps[0], reqPrototype);
         leaveInPlace(res, apps[1], resPrototype);

@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { setHeaderLines } from './header-lines.js';
 import { constructWithPrototype } from './with-prototype.js';
 
 export interface InnerRequestInit {
@@ -28,8 +29,7 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
   inner.httpVersionMajor = outer.httpVersionMajor;
   inner.httpVersionMinor = outer.httpVersionMinor;
   inner.httpVersion = outer.httpVersion;
-  inner.rawHeaders = [...init.rawHeaders];
-  inner.headers = headersFromRaw(init.rawHeaders);
+  setHeaderLines(inner, [...init.rawHeaders], headersFromRaw(init.rawHeaders));
   Object.assign(inner, init.extras);
   // The app may not listen for errors; a broken client upload must not crash the process.
   inner.on('error', () => undefined);

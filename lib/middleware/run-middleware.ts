@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExchange } from '../apps/gateway-app.js';
 import { isNextFailure, lateFailure } from '../http/failures.js';
+import { setHeaderLines } from '../http/header-lines.js';
+import { headersFromRaw } from '../http/inner-request.js';
 import { forgetUnreadBody, hasBody, isBodyUntouched, recordBodyReads, restoreContentType } from '../http/request-body.js';
 
 /** Connect/Express middleware: `(req, res, next) => void`. */
@@ -26,13 +28,18 @@ export function runMiddleware(
   // The body parsers were kept off this request; its middleware sees it as Express would.
   restoreContentType(req);
   recordBodyReads(req, bodyReplayLimit);
-  const saved = { url: req.url, baseUrl: req.baseUrl };
+  const saved = { url: req.url, baseUrl: req.baseUrl, headers: req.headers, rawHeaders: req.rawHeaders };
   const url = (exchange.pathInfo || '/') + exchange.search;
   req.url = url;
   req.baseUrl = exchange.prefix;
+  // It wraps the app, and sees the headers the app gets: a client's forged identity removed, the
+  // principal added. A middleware that proxies the request on would otherwise pass them on.
+  const headersReplaced = exchange.rawHeaders !== req.rawHeaders;
+  if (headersReplaced) setHeaderLines(req, [...exchange.rawHeaders], headersFromRaw(exchange.rawHeaders));
   const restore = () => {
     req.url = saved.url;
     req.baseUrl = saved.baseUrl;
+    if (headersReplaced) setHeaderLines(req, saved.rawHeaders, saved.headers);
   };
   return new Promise<GatewayExchange | false>((resolve, reject) => {
     let index = 0;
