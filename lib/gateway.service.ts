@@ -32,6 +32,7 @@ import {
   DEFAULT_IDENTITY_ALIASES,
   DEFAULT_IDENTITY_HEADER,
   defaultRemoteUser,
+  remoteUserHeaderValue,
   resolveRemoteUser,
 } from './identity/remote-user.js';
 import { rewriteResponseHeaders } from './headers/rewrite.js';
@@ -243,7 +244,7 @@ export class GatewayService implements OnApplicationBootstrap {
     const changed = applyHeaderChanges(cleaned, options.headers, options.body);
     const result = options.headers ? withoutHeaders(changed, this.identityNames) : changed;
     // Unchanged headers stay the very same array: a mounted app then keeps the request's own.
-    return remoteUser === undefined ? result : [...result, this.identityHeader, remoteUser];
+    return remoteUser === undefined ? result : [...result, this.identityHeader, remoteUserHeaderValue(remoteUser)];
   }
 
   private withTimeout(

@@ -1,5 +1,7 @@
 import { All, Controller, Get, Inject, Injectable, Req, UseGuards } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import {
   GatewayHeaders,
   GatewayModule,
@@ -7,6 +9,7 @@ import {
   MountGateway,
   PathInfo,
   RemoteUserGuard,
+  cgiApp,
   fetchApp,
   isGitPushRequest,
 } from 'nest-gateway';
@@ -473,5 +476,48 @@ describe('the headers a Node app and its middleware see', () => {
     expect(JSON.parse(alice.headers['x-middleware-saw'])).toEqual(['alice', null]);
     expect(alice.body.headers['remote-user']).toBe('alice');
     expect(callerSaw).toEqual({ headers: 'mallory', distinct: ['mallory'] });
+  });
+});
+
+const VARS_SCRIPT = realpathSync(fileURLToPath(new URL('./fixtures/cgi/vars.py', import.meta.url)));
+
+@MountGateway('spaced', echoListener, { remoteUser: ' admin' })
+class SpacedPrincipalMount {}
+
+@MountGateway('utf8-node', echoListener, { remoteUser: 'Łukasz' })
+class Utf8NodeMount {}
+
+@MountGateway('utf8-fetch', fetchEcho, { remoteUser: 'Łukasz' })
+class Utf8FetchMount {}
+
+@MountGateway('utf8-cgi', cgiApp(VARS_SCRIPT), { remoteUser: 'Łukasz' })
+class Utf8CgiMount {}
+
+describe('principals a header cannot carry as they are', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({
+      imports: [GatewayModule.forRoot()],
+      controllers: [SpacedPrincipalMount, Utf8NodeMount, Utf8FetchMount, Utf8CgiMount],
+    });
+  });
+  afterAll(() => s.close());
+  // What a header carries: the name's UTF-8 bytes, as Node shows a header's bytes.
+  const asHeader = Buffer.from('Łukasz', 'utf8').toString('latin1');
+
+  it('refuses a name with a space at either end, which a header would lose', async () => {
+    expect((await request(s.url).get('/spaced/x')).status).toBe(500);
+  });
+
+  it('passes a name beyond ASCII as UTF-8 bytes in the header, and as itself in REMOTE_USER', async () => {
+    const node = await request(s.url).get('/utf8-node/x');
+    expect(node.body.headers['remote-user']).toBe(asHeader);
+    const fetched = await request(s.url).get('/utf8-fetch/x');
+    expect(fetched.status).toBe(200);
+    expect(fetched.body.headers['remote-user']).toBe(asHeader);
+    expect(Buffer.from(fetched.body.headers['remote-user'], 'latin1').toString('utf8')).toBe('Łukasz');
+    expect(fetched.body.env.REMOTE_USER).toBe('Łukasz');
+    const cgi = await request(s.url).get('/utf8-cgi/x');
+    expect(JSON.parse(cgi.text).env.REMOTE_USER).toBe('Łukasz');
   });
 });
