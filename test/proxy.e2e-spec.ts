@@ -537,6 +537,12 @@ describe('request and response details', () => {
       if (path === '/cookies') {
         res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/; HttpOnly', 'c=3, with comma; Path=/']);
         res.end('cookies');
+      } else if (path === '/many-cookies') {
+        res.setHeader('set-cookie', Array.from({ length: 300 }, (_, i) => `c${i}=${'v'.repeat(60)}; Path=/`));
+        res.end('many');
+      } else if (path === '/huge-head') {
+        res.setHeader('set-cookie', Array.from({ length: 100 }, (_, i) => `c${i}=${'v'.repeat(1000)}; Path=/`));
+        res.end('huge');
       } else if (path === '/ordered') {
         res.writeHead(200, ['Z-Named-Late', '1', 'X-Repeated', 'a', 'A-Named-Early', '2', 'X-Repeated', 'b']).end('ordered');
       } else if (path === '/spaced') {
@@ -631,6 +637,14 @@ describe('request and response details', () => {
     const res = await send(`${s.url}/node/cookies`);
     const cookies = res.rawHeaders.filter((_, i) => i % 2 === 1 && /^set-cookie$/i.test(res.rawHeaders[i - 1]));
     expect(cookies).toEqual(['a=1; Path=/', 'b=2; Path=/; HttpOnly', 'c=3, with comma; Path=/']);
+  });
+
+  it('passes a response head of many cookies beyond Node’s 16 KiB, and answers 502 past 64 KiB', async () => {
+    const many = await send(`${s.url}/node/many-cookies`, { maxHeaderSize: 256 * 1024 });
+    expect(many.status).toBe(200);
+    expect(many.headers['set-cookie']).toHaveLength(300);
+    const huge = await send(`${s.url}/node/huge-head`, { maxHeaderSize: 256 * 1024 });
+    expect(huge.status).toBe(502);
   });
 
   it.each(['/node/ordered', '/calls/pass/ordered'])('keeps the upstream’s header order and joins a repeated header (%s)', async (path) => {

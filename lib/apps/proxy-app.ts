@@ -52,6 +52,12 @@ export interface ProxyAppOptions {
    * @default 60000
    */
   bodyTimeout?: number;
+  /**
+   * Largest response head the upstream may send (502 beyond), as for CGI and FastCGI apps: an
+   * app with many cookies passes Node's own 16 KiB.
+   * @default 65536
+   */
+  maxHeaderBytes?: number;
 }
 
 const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
@@ -73,6 +79,7 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         connections: options.connections ?? 64,
         keepAliveTimeout: options.keepAliveTimeout ?? 4000,
         connectTimeout: options.connectTimeout ?? 10_000,
+        maxHeaderSize: options.maxHeaderBytes ?? 64 * 1024,
       }),
     ),
   );

@@ -20,6 +20,7 @@ export interface UpstreamPoolSettings {
   connections: number;
   keepAliveTimeout: number;
   connectTimeout: number;
+  maxHeaderSize: number;
 }
 
 /**
@@ -32,6 +33,7 @@ export function createUpstream(target: string | URL, settings: UpstreamPoolSetti
     connections: settings.connections,
     keepAliveTimeout: settings.keepAliveTimeout,
     connect: { timeout: settings.connectTimeout },
+    maxHeaderSize: settings.maxHeaderSize,
   };
   const unix = /^(?:https?:\/\/)?unix:(\/[^:]*)(?::(\/.*))?$/.exec(text);
   if (unix) {
