@@ -1453,3 +1453,31 @@ describe('a callApp response its caller drops unread', () => {
     expect(await within(next, 1000, 'the next answer')).toEqual({ upstreamStatus: 200 });
   });
 });
+
+describe('an upstream reason phrase Node would not send', () => {
+  let upstream: net.Server;
+  let proxy: ReturnType<typeof proxyApp>;
+  let s: Started;
+  beforeAll(async () => {
+    upstream = net.createServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 200 O\x01K\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok', 'latin1'));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    proxy = proxyApp(`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
+    @MountGateway('odd', proxy)
+    class OddMount {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [OddMount] });
+  });
+  afterAll(async () => {
+    await s?.close();
+    await proxy?.close();
+    upstream?.close();
+  });
+
+  it('gets the standard one, and the answer goes through', async () => {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => http.get(`${s.url}/odd/`, { agent: false }, resolve).on('error', reject));
+    res.resume();
+    expect(res.statusCode).toBe(200);
+    expect(res.statusMessage).toBe('OK');
+  });
+});

@@ -160,8 +160,13 @@ function refuseDotSegments(pathInfo: string): void {
 
 function toGatewayResponse(response: UpstreamResponse): GatewayResponse {
   const pairs = clientResponsePairs(response.rawHeaders);
-  return responseOfHead({ status: response.status, statusText: response.statusText || undefined, pairs }, response.body);
+  // A reason phrase is only words for people: one Node would refuse to send gets the standard one.
+  const statusText = response.statusText && !UNSENDABLE.test(response.statusText) ? response.statusText : undefined;
+  return responseOfHead({ status: response.status, statusText, pairs }, response.body);
 }
+
+/** What Node refuses in a reason phrase or header value (its `checkInvalidHeaderChar`). */
+const UNSENDABLE = /[^\t\x20-\x7e\x80-\xff]/;
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {
   const message = (error as Error)?.message ?? String(error);
