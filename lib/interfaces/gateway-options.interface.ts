@@ -117,7 +117,9 @@ export interface CallOptions extends GatewayCallSettings {
    */
   method?: string;
   /**
-   * Request header changes: a value sets the header, `null` removes it.
+   * Request header changes: a value sets the header, `null` removes it. The identity header
+   * and its aliases are not taken from here (they are dropped): the principal comes from
+   * `remoteUser`.
    * @default {}
    */
   headers?: Record<string, string | string[] | null>;
