@@ -14,7 +14,7 @@
  */
 import { Injectable, UseGuards } from '@nestjs/common';
 import { GatewayModule, MountGateway, RemoteUserGuard, cgiApp, isGitPushRequest } from 'nest-gateway';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, readdir, rm, writeFile, chmod } from 'node:fs/promises';
 import http from 'node:http';
@@ -22,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
+import { send } from './fixtures/http-client.js';
 import { LoginController, authenticate, basic } from './fixtures/login.js';
 import { SYSTEM_PYTHON, tempDir } from './fixtures/peers.js';
 import { startNest, type Started } from './fixtures/start.js';
@@ -88,6 +89,8 @@ let port: string;
 let clientEnv: NodeJS.ProcessEnv;
 let gitRoot: string;
 let bare: string;
+/** A repository whose git-http-backend takes pushes from anyone: only the guard keeps them out. */
+let openBare: string;
 let bigBare: string;
 let bigFileHash: string;
 
@@ -147,6 +150,23 @@ async function bareRepoWith(files: Record<string, string | Buffer>, target: stri
   await rm(work, { recursive: true, force: true });
 }
 
+/**
+ * A commit on top of `gitDir`'s main, as the body of a smart-HTTP push request (the update
+ * command, then the pack), so that a test can send it to whatever URL it likes.
+ */
+async function pushRequestBody(gitDir: string, work: string): Promise<{ commit: string; body: Buffer }> {
+  await ok('git', ['clone', '-q', gitDir, work], { env: clientEnv });
+  await writeFile(join(work, 'pushed.txt'), 'should not land\n');
+  await ok('git', ['add', '.'], { cwd: work, env: clientEnv });
+  await ok('git', ['commit', '-q', '-m', 'push'], { cwd: work, env: clientEnv });
+  const old = await headOf(gitDir);
+  const commit = await headOf(join(work, '.git'));
+  const pack = execFileSync('git', ['pack-objects', '--stdout', '--revs', '-q'], { cwd: work, env: clientEnv, input: `${commit}\n^${old}\n` });
+  const command = `${old} ${commit} refs/heads/main\0report-status\n`;
+  const pktLine = (Buffer.byteLength(command) + 4).toString(16).padStart(4, '0') + command;
+  return { commit, body: Buffer.concat([Buffer.from(`${pktLine}0000`, 'latin1'), pack]) };
+}
+
 const headOf = (gitDir: string) => ok('git', ['--git-dir', gitDir, 'rev-parse', 'refs/heads/main'], { env: clientEnv });
 
 beforeAll(async () => {
@@ -173,6 +193,9 @@ beforeAll(async () => {
   // git: a small repository to push to, and one with 4 MiB of random data to clone.
   bare = join(gitRoot, 'repo.git');
   await bareRepoWith({ 'README': 'hello from git\n' }, bare);
+  openBare = join(gitRoot, 'open.git');
+  await bareRepoWith({ 'README': 'open to pushes\n' }, openBare);
+  await ok('git', ['--git-dir', openBare, 'config', 'http.receivepack', 'true'], { env: clientEnv });
   bigBare = join(gitRoot, 'big.git');
   const big = randomBytes(4 * 1024 * 1024);
   bigFileHash = sha256(big);
@@ -282,6 +305,28 @@ describe('git-http-backend at /git', () => {
     // git asks for a user name only after a 401 with a Basic challenge; prompts are off.
     expect(push.stderr).toMatch(/could not read Username|Authentication failed/);
     expect(await headOf(bare)).toBe(before);
+  }, SLOW);
+
+  it('keeps anonymous pushes out however the URL spells them, where git-http-backend would take them from anyone', async () => {
+    for (const query of ['service=git-upload-pack&service=git-receive-pack', 'service=git%2Dreceive-pack']) {
+      const advert = await send(`${s.url}/git/open.git/info/refs?${query}`);
+      expect({ query, status: advert.status }).toEqual({ query, status: 401 });
+      expect(advert.headers['www-authenticate']).toMatch(/^Basic realm=/);
+      expect(advert.body.toString()).not.toContain('service=git-receive-pack');
+    }
+    const before = await headOf(openBare);
+    const { body } = await pushRequestBody(openBare, join(root, 'push-spelled'));
+    // git-http-backend gets PATH_INFO decoded: both are its receive-pack.
+    for (const path of ['git%2Dreceive-pack', 'git-receive-pac%6B']) {
+      const push = await send(`${s.url}/git/open.git/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-git-receive-pack-request' },
+        body,
+      });
+      expect({ path, status: push.status }).toEqual({ path, status: 401 });
+      expect(push.headers['www-authenticate']).toMatch(/^Basic realm=/);
+    }
+    expect(await headOf(openBare)).toBe(before);
   }, SLOW);
 
   it('refuses a push with a wrong password', async () => {

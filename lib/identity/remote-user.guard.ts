@@ -9,6 +9,7 @@ import {
 } from '@nestjs/common';
 import { GATEWAY_MODULE_OPTIONS } from '../gateway.module-definition.js';
 import type { GatewayModuleOptions } from '../interfaces/gateway-options.interface.js';
+import { splitUrl } from '../http/path-info.js';
 import { originalUrlOf, rawRequest, rawResponse } from '../platform/request-info.js';
 import { defaultRemoteUser, resolveRemoteUser } from './remote-user.js';
 
@@ -90,9 +91,21 @@ function withNext(loginUrl: string, next: string): string {
 /**
  * Whether a request is part of a `git push` over smart HTTP: the ref advertisement
  * (`GET …/info/refs?service=git-receive-pack`) or the push itself (`POST …/git-receive-pack`).
+ * Decided as git-http-backend will see the request: on the decoded path (CGI decodes
+ * PATH_INFO, so `git%2Dreceive-pack` is a push; a path that does not decode counts as one),
+ * and on every `service` value (git takes the last, other readers the first).
  */
 export function isGitPushRequest(req: unknown): boolean {
-  const url = originalUrlOf(req);
-  const [path, query = ''] = url.split('?');
-  return path.endsWith('/git-receive-pack') || new URLSearchParams(query).get('service') === 'git-receive-pack';
+  const { path, search } = splitUrl(originalUrlOf(req));
+  const decoded = decodedOrNull(path);
+  if (decoded === null || decoded.endsWith('/git-receive-pack')) return true;
+  return new URLSearchParams(search).getAll('service').includes('git-receive-pack');
+}
+
+function decodedOrNull(path: string): string | null {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return null;
+  }
 }
