@@ -4,6 +4,7 @@
  *
  *  - /git    git-http-backend; anonymous clone, pushes only for logged-in users (the guard
  *            requires a user for push requests only, and receive-pack needs REMOTE_USER);
+ *            /git-unguarded is the same without the guard;
  *  - /hg     Mercurial's hgweb.cgi;
  *  - /legacy a one-file Django 3.2 project run through wsgiref's CGIHandler, behind
  *            RemoteUserGuard; RemoteUserMiddleware turns REMOTE_USER into the Django user;
@@ -123,6 +124,10 @@ function mounts(paths: { gitRoot: string; hgweb: string; home: string; djangoDb:
   @UseGuards(PushNeedsLogin)
   class GitMount {}
 
+  // No guard: git's own default (receive-pack only with REMOTE_USER) is all there is.
+  @MountGateway('git-unguarded', git)
+  class UnguardedGitMount {}
+
   @MountGateway('hg', hg)
   class HgMount {}
 
@@ -133,7 +138,7 @@ function mounts(paths: { gitRoot: string; hgweb: string; home: string; djangoDb:
   @MountGateway('flask', flask)
   class FlaskMount {}
 
-  return [GitMount, HgMount, DjangoMount, FlaskMount];
+  return [GitMount, UnguardedGitMount, HgMount, DjangoMount, FlaskMount];
 }
 
 /** A work tree with one commit of `files`, copied into `target` as a bare repository. */
@@ -327,6 +332,22 @@ describe('git-http-backend at /git', () => {
       expect(push.headers['www-authenticate']).toMatch(/^Basic realm=/);
     }
     expect(await headOf(openBare)).toBe(before);
+  }, SLOW);
+
+  it("passes on git's own 403 (a Status with no body) for an anonymous push with no guard in front", async () => {
+    const advert = await send(`${s.url}/git-unguarded/repo.git/info/refs?service=git-receive-pack`);
+    expect(advert.status).toBe(403);
+    const before = await headOf(bare);
+    const work = join(root, 'push-unguarded');
+    await ok('git', ['clone', '-q', gitUrl('repo.git'), work], { env: clientEnv });
+    await writeFile(join(work, 'unguarded.txt'), 'should not land\n');
+    await ok('git', ['add', '.'], { cwd: work, env: clientEnv });
+    await ok('git', ['commit', '-q', '-m', 'unguarded'], { cwd: work, env: clientEnv });
+    const url = `http://127.0.0.1:${port}/git-unguarded/repo.git`;
+    const push = await run('git', ['push', url, 'main'], { cwd: work, env: clientEnv });
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toMatch(/returned error: 403/);
+    expect(await headOf(bare)).toBe(before);
   }, SLOW);
 
   it('refuses a push with a wrong password', async () => {
