@@ -10,7 +10,8 @@ import {
 import { GATEWAY_MODULE_OPTIONS } from '../gateway.module-definition.js';
 import type { GatewayModuleOptions } from '../interfaces/gateway-options.interface.js';
 import { splitUrl } from '../http/path-info.js';
-import { originalUrlOf, rawRequest, rawResponse } from '../platform/request-info.js';
+import { originalUrlOf, rawResponse } from '../platform/request-info.js';
+import { acceptsHtml, loginUrlWithNext } from './login-redirect.js';
 import { defaultRemoteUser, resolveRemoteUser } from './remote-user.js';
 
 /** @default 'Basic realm="nest-gateway", charset="UTF-8"' */
@@ -19,7 +20,7 @@ export const DEFAULT_CHALLENGE = 'Basic realm="nest-gateway", charset="UTF-8"';
 /**
  * Lets a request through only when a principal resolves (the module's `remoteUser`). Otherwise
  * it answers 401 with a `WWW-Authenticate` challenge, or redirects clients that accept HTML to
- * `loginUrl?next=<original URL>` when one is configured.
+ * `loginUrl?next=<path and query>` when one is configured (`next` is always a local path).
  *
  * Subclass it and override the protected hooks to require a user only for some requests:
  *
@@ -69,23 +70,13 @@ export class RemoteUserGuard implements CanActivate {
     const res = rawResponse(context.switchToHttp().getResponse());
     const loginUrl = this.getLoginUrl(req, context);
     if (loginUrl && acceptsHtml(req)) {
-      res.setHeader('location', withNext(loginUrl, originalUrlOf(req)));
+      res.setHeader('location', loginUrlWithNext(loginUrl, req));
       throw new HttpException({ statusCode: HttpStatus.FOUND, message: 'Login required' }, HttpStatus.FOUND);
     }
     const challenge = this.getChallenge(req, context);
     if (challenge) res.setHeader('www-authenticate', challenge);
     throw new UnauthorizedException('Authentication required');
   }
-}
-
-function acceptsHtml(req: unknown): boolean {
-  const accept = rawRequest(req).headers.accept ?? '';
-  return /\btext\/html\b|\bapplication\/xhtml\+xml\b/i.test(accept);
-}
-
-function withNext(loginUrl: string, next: string): string {
-  const separator = loginUrl.includes('?') ? '&' : '?';
-  return `${loginUrl}${separator}next=${encodeURIComponent(next)}`;
 }
 
 /**
