@@ -5,7 +5,7 @@
  * Fixtures: vars.py (JSON of its exec'd environment, argv, cwd, body), respond.py (a valid or
  * broken response picked by PATH_INFO), lifecycle.sh (records its pid and a background child's
  * pid, then hangs, idles, chatters or finishes), queue.sh (waits for a go file), args.sh,
- * stderr.sh, interpreted.sh (not executable).
+ * stderr.sh, untyped.sh (a Status without Content-Type), interpreted.sh (not executable).
  *
  * Each describe block boots its own Nest app; Nest routes every `Logger` to the most recently
  * created app's logger, so the blocks must not overlap (they don't: jest runs them in order).
@@ -35,6 +35,7 @@ const QUEUE = join(FIXTURES, 'queue.sh');
 const ARGS = join(FIXTURES, 'args.sh');
 const STDERR = join(FIXTURES, 'stderr.sh');
 const INTERPRETED = join(FIXTURES, 'interpreted.sh');
+const UNTYPED = join(FIXTURES, 'untyped.sh');
 
 /** Scratch directory shared with the scripts (FIXTURE_DIR): pid files, go files, logs. */
 const WORK = realpathSync(mkdtempSync(join(tmpdir(), 'nest-gateway-cgi-spec-')));
@@ -500,10 +501,16 @@ class RespondMount {}
 @MountGateway('follow', cgiApp(RESPOND, { localRedirects: 'follow', env: FIXTURE_ENV }))
 class FollowMount {}
 
+@MountGateway('untyped', cgiApp(UNTYPED))
+class UntypedMount {}
+
+@MountGateway('untyped-hasty', cgiApp(UNTYPED, { headersTimeout: 100 }))
+class HastyUntypedMount {}
+
 describe('cgiApp: script output', () => {
   let s: Started;
   beforeAll(async () => {
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [RespondMount, FollowMount] });
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [RespondMount, FollowMount, UntypedMount, HastyUntypedMount] });
   });
   afterAll(() => s.close());
 
@@ -571,7 +578,7 @@ describe('cgiApp: script output', () => {
   });
 
   it.each([
-    ['/no-type', /neither Content-Type nor Location/],
+    ['/no-type', /none of Content-Type, Location or Status/],
     ['/no-colon', /malformed header line/],
     ['/cr-in-value', /control character/],
     ['/nul-in-value', /control character/],
@@ -588,6 +595,29 @@ describe('cgiApp: script output', () => {
     const line = linesSince(s, from, 'error').find((l) => reason.test(l))!;
     expect(line).toContain('/cgi');
     expect(line).toMatch(/pid \d+/);
+  });
+
+  it.each(['', '?late'])('passes on a Status with no Content-Type and no body (RFC 3875 6.3.1) %j', async (query) => {
+    const from = s.logger.lines.length;
+    const reply = await send(`${s.url}/untyped${query}`);
+    expect(reply.status).toBe(403);
+    expect(reply.statusMessage).toBe('Forbidden');
+    expect(reply.headers['x-reason']).toBe('read-only');
+    expect(reply.text).toBe('');
+    expect(linesSince(s, from, 'error')).toEqual([]);
+  });
+
+  it('gives a Status with no Content-Type whose output does not end within headersTimeout a 504', async () => {
+    const reply = await send(`${s.url}/untyped-hasty?late`);
+    expect(reply.status).toBe(504);
+  });
+
+  it.each(['?body', '?late-body'])('answers a body without Content-Type with 502 and logs why %j', async (query) => {
+    const from = s.logger.lines.length;
+    const reply = await send(`${s.url}/untyped${query}`);
+    expect(reply.status).toBe(502);
+    expect(reply.text).not.toContain('a body with no type');
+    await waitFor(() => linesSince(s, from, 'error').some((l) => /body without Content-Type/.test(l)), 2000, 'the logged reason');
   });
 
   it('sends every Set-Cookie line', async () => {

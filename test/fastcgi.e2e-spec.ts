@@ -21,6 +21,8 @@ import { startNest, type Started } from './fixtures/start.js';
 import { waitFor, within } from './fixtures/waiting.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/fastcgi', import.meta.url));
+/** A Status without Content-Type, the CGI suite's fixture: fcgiwrap runs CGI scripts as they are. */
+const UNTYPED = fileURLToPath(new URL('./fixtures/cgi/untyped.sh', import.meta.url));
 const MiB = 1024 * 1024;
 
 type FcgiApp = ReturnType<typeof fastcgiApp>;
@@ -765,6 +767,7 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
   let wrap: Peer;
   let s: Started;
   let app: FcgiApp;
+  let untyped: FcgiApp;
 
   const envOf = (text: string) => {
     const [env, body] = text.split('--body--\n');
@@ -779,16 +782,33 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
   beforeAll(async () => {
     wrap = await startFcgiwrap(2);
     app = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: join(FIXTURES, 'env.sh'), env: { APP_MODE: 'wrap' } });
+    untyped = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: UNTYPED });
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [mountClass('cgi', app, { remoteUser: 'dave' }), mountClass('cgi-anon', app)],
+      controllers: [
+        mountClass('cgi', app, { remoteUser: 'dave' }),
+        mountClass('cgi-anon', app),
+        mountClass('untyped', untyped),
+      ],
     });
   });
 
   afterAll(async () => {
     await s?.close();
     app?.close();
+    untyped?.close();
     await stopFcgiwrap(wrap);
+  });
+
+  it('passes on a Status with no Content-Type and no body, and answers one with a body with 502', async () => {
+    const bare = await send(`${s.url}/untyped/x`);
+    expect(bare.status).toBe(403);
+    expect(bare.headers['x-reason']).toBe('read-only');
+    expect(bare.body.length).toBe(0);
+    const withBody = await send(`${s.url}/untyped/x?body`);
+    expect(withBody.status).toBe(502);
+    expect(withBody.body.toString()).not.toContain('a body with no type');
+    expect(s.logger.errors()).toEqual([expect.stringMatching(/body without Content-Type/)]);
   });
 
   it('runs the script with the CGI variables, the env params and REMOTE_USER', async () => {

@@ -1,6 +1,6 @@
 import { All, Controller, Get, Inject, Injectable, Req, UseGuards } from '@nestjs/common';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { realpathSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import {
   GatewayHeaders,
@@ -241,6 +241,27 @@ describe('single sign-on', () => {
     expect(page.body.headers['remote-user']).toBe('bob');
   });
 
+  it('answers 401, not the login redirect, to a client that refuses HTML (q=0)', async () => {
+    const refuses = await request(s.url).get('/private/x').set('accept', 'application/json, text/html;q=0');
+    expect(refuses.status).toBe(401);
+    expect(refuses.headers['www-authenticate']).toMatch(/^Basic/);
+    const prefersJson = await request(s.url).get('/private/x').set('accept', 'application/json, text/html;q=0.5');
+    expect(prefersJson.status).toBe(302);
+  });
+
+  it('puts only the local path and query in next for an absolute-form request target', async () => {
+    const reply = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const { hostname, port } = new URL(s.url);
+      http
+        .request({ hostname, port, path: 'http://evil.example/private/a?b=c', headers: { accept: 'text/html' }, agent: false }, resolve)
+        .on('error', reject)
+        .end();
+    });
+    reply.resume();
+    expect(reply.statusCode).toBe(302);
+    expect(reply.headers.location).toBe('/login?next=%2Fprivate%2Fa%3Fb%3Dc');
+  });
+
   it('requires a user only for git pushes when the guard’s hook says so', async () => {
     expect((await request(s.url).get('/git/repo.git/info/refs?service=git-upload-pack')).status).toBe(200);
     expect((await request(s.url).post('/git/repo.git/git-upload-pack')).status).toBe(200);
@@ -251,6 +272,20 @@ describe('single sign-on', () => {
     const push = await request(s.url).post('/git/repo.git/git-receive-pack').set('authorization', basic('alice'));
     expect(push.status).toBe(200);
     expect(push.body.headers['remote-user']).toBe('alice');
+  });
+});
+
+describe('a login page with a query and a fragment', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot({ loginUrl: '/login?from=wiki#sign-in' })], controllers: [PrivateMount] });
+  });
+  afterAll(() => s.close());
+
+  it('adds next to the query, before the fragment', async () => {
+    const res = await request(s.url).get('/private/docs?page=2').set('accept', 'text/html');
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe('/login?from=wiki&next=%2Fprivate%2Fdocs%3Fpage%3D2#sign-in');
   });
 });
 

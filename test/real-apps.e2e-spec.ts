@@ -4,6 +4,7 @@
  *
  *  - /git    git-http-backend; anonymous clone, pushes only for logged-in users (the guard
  *            requires a user for push requests only, and receive-pack needs REMOTE_USER);
+ *            /git-unguarded is the same without the guard;
  *  - /hg     Mercurial's hgweb.cgi;
  *  - /legacy a one-file Django 3.2 project run through wsgiref's CGIHandler, behind
  *            RemoteUserGuard; RemoteUserMiddleware turns REMOTE_USER into the Django user;
@@ -14,7 +15,7 @@
  */
 import { Injectable, UseGuards } from '@nestjs/common';
 import { GatewayModule, MountGateway, RemoteUserGuard, cgiApp, isGitPushRequest } from 'nest-gateway';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readFile, readdir, rm, writeFile, chmod } from 'node:fs/promises';
 import http from 'node:http';
@@ -22,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
+import { send } from './fixtures/http-client.js';
 import { LoginController, authenticate, basic } from './fixtures/login.js';
 import { SYSTEM_PYTHON, tempDir } from './fixtures/peers.js';
 import { startNest, type Started } from './fixtures/start.js';
@@ -88,6 +90,8 @@ let port: string;
 let clientEnv: NodeJS.ProcessEnv;
 let gitRoot: string;
 let bare: string;
+/** A repository whose git-http-backend takes pushes from anyone: only the guard keeps them out. */
+let openBare: string;
 let bigBare: string;
 let bigFileHash: string;
 
@@ -120,6 +124,10 @@ function mounts(paths: { gitRoot: string; hgweb: string; home: string; djangoDb:
   @UseGuards(PushNeedsLogin)
   class GitMount {}
 
+  // No guard: git's own default (receive-pack only with REMOTE_USER) is all there is.
+  @MountGateway('git-unguarded', git)
+  class UnguardedGitMount {}
+
   @MountGateway('hg', hg)
   class HgMount {}
 
@@ -130,7 +138,7 @@ function mounts(paths: { gitRoot: string; hgweb: string; home: string; djangoDb:
   @MountGateway('flask', flask)
   class FlaskMount {}
 
-  return [GitMount, HgMount, DjangoMount, FlaskMount];
+  return [GitMount, UnguardedGitMount, HgMount, DjangoMount, FlaskMount];
 }
 
 /** A work tree with one commit of `files`, copied into `target` as a bare repository. */
@@ -145,6 +153,23 @@ async function bareRepoWith(files: Record<string, string | Buffer>, target: stri
   // Reflogs are off by default in bare repositories; they show who pushed.
   await ok('git', ['--git-dir', target, 'config', 'core.logAllRefUpdates', 'true'], { env: clientEnv });
   await rm(work, { recursive: true, force: true });
+}
+
+/**
+ * A commit on top of `gitDir`'s main, as the body of a smart-HTTP push request (the update
+ * command, then the pack), so that a test can send it to whatever URL it likes.
+ */
+async function pushRequestBody(gitDir: string, work: string): Promise<{ commit: string; body: Buffer }> {
+  await ok('git', ['clone', '-q', gitDir, work], { env: clientEnv });
+  await writeFile(join(work, 'pushed.txt'), 'should not land\n');
+  await ok('git', ['add', '.'], { cwd: work, env: clientEnv });
+  await ok('git', ['commit', '-q', '-m', 'push'], { cwd: work, env: clientEnv });
+  const old = await headOf(gitDir);
+  const commit = await headOf(join(work, '.git'));
+  const pack = execFileSync('git', ['pack-objects', '--stdout', '--revs', '-q'], { cwd: work, env: clientEnv, input: `${commit}\n^${old}\n` });
+  const command = `${old} ${commit} refs/heads/main\0report-status\n`;
+  const pktLine = (Buffer.byteLength(command) + 4).toString(16).padStart(4, '0') + command;
+  return { commit, body: Buffer.concat([Buffer.from(`${pktLine}0000`, 'latin1'), pack]) };
 }
 
 const headOf = (gitDir: string) => ok('git', ['--git-dir', gitDir, 'rev-parse', 'refs/heads/main'], { env: clientEnv });
@@ -173,6 +198,9 @@ beforeAll(async () => {
   // git: a small repository to push to, and one with 4 MiB of random data to clone.
   bare = join(gitRoot, 'repo.git');
   await bareRepoWith({ 'README': 'hello from git\n' }, bare);
+  openBare = join(gitRoot, 'open.git');
+  await bareRepoWith({ 'README': 'open to pushes\n' }, openBare);
+  await ok('git', ['--git-dir', openBare, 'config', 'http.receivepack', 'true'], { env: clientEnv });
   bigBare = join(gitRoot, 'big.git');
   const big = randomBytes(4 * 1024 * 1024);
   bigFileHash = sha256(big);
@@ -281,6 +309,44 @@ describe('git-http-backend at /git', () => {
     expect(push.code).not.toBe(0);
     // git asks for a user name only after a 401 with a Basic challenge; prompts are off.
     expect(push.stderr).toMatch(/could not read Username|Authentication failed/);
+    expect(await headOf(bare)).toBe(before);
+  }, SLOW);
+
+  it('keeps anonymous pushes out however the URL spells them, where git-http-backend would take them from anyone', async () => {
+    for (const query of ['service=git-upload-pack&service=git-receive-pack', 'service=git%2Dreceive-pack']) {
+      const advert = await send(`${s.url}/git/open.git/info/refs?${query}`);
+      expect({ query, status: advert.status }).toEqual({ query, status: 401 });
+      expect(advert.headers['www-authenticate']).toMatch(/^Basic realm=/);
+      expect(advert.body.toString()).not.toContain('service=git-receive-pack');
+    }
+    const before = await headOf(openBare);
+    const { body } = await pushRequestBody(openBare, join(root, 'push-spelled'));
+    // git-http-backend gets PATH_INFO decoded: both are its receive-pack.
+    for (const path of ['git%2Dreceive-pack', 'git-receive-pac%6B']) {
+      const push = await send(`${s.url}/git/open.git/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-git-receive-pack-request' },
+        body,
+      });
+      expect({ path, status: push.status }).toEqual({ path, status: 401 });
+      expect(push.headers['www-authenticate']).toMatch(/^Basic realm=/);
+    }
+    expect(await headOf(openBare)).toBe(before);
+  }, SLOW);
+
+  it("passes on git's own 403 (a Status with no body) for an anonymous push with no guard in front", async () => {
+    const advert = await send(`${s.url}/git-unguarded/repo.git/info/refs?service=git-receive-pack`);
+    expect(advert.status).toBe(403);
+    const before = await headOf(bare);
+    const work = join(root, 'push-unguarded');
+    await ok('git', ['clone', '-q', gitUrl('repo.git'), work], { env: clientEnv });
+    await writeFile(join(work, 'unguarded.txt'), 'should not land\n');
+    await ok('git', ['add', '.'], { cwd: work, env: clientEnv });
+    await ok('git', ['commit', '-q', '-m', 'unguarded'], { cwd: work, env: clientEnv });
+    const url = `http://127.0.0.1:${port}/git-unguarded/repo.git`;
+    const push = await run('git', ['push', url, 'main'], { cwd: work, env: clientEnv });
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toMatch(/returned error: 403/);
     expect(await headOf(bare)).toBe(before);
   }, SLOW);
 

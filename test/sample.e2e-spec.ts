@@ -65,6 +65,18 @@ describe('sample 001-embed single sign-on', () => {
     expect((await request(s.url).get('/hono/').set('cookie', cookie)).text).toContain('Hello, <b id="greeting">demo</b>');
   });
 
+  it.each(['//evil.example/x', '/\\evil.example/x', '/\t/evil.example/x', 'https://evil.example/x'])(
+    'sends a login whose next is not a path on this site (%j) home, never elsewhere',
+    async (next) => {
+      const login = await request(s.url)
+        .post(`/login?next=${encodeURIComponent(next)}`)
+        .type('form')
+        .send({ username: 'demo', password: 'demo' });
+      expect(login.status).toBe(302);
+      expect(login.headers.location).toBe('/');
+    },
+  );
+
   it('challenges command-line clients with Basic and accepts the demo credentials', async () => {
     const anonymous = await request(s.url).get('/private/');
     expect(anonymous.status).toBe(401);

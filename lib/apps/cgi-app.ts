@@ -64,7 +64,8 @@ export interface CgiAppOptions {
    */
   authType?: string;
   /**
-   * Time the script has to finish its headers (504 after it).
+   * Time the script has to finish its headers (504 after it); for a Status without
+   * Content-Type, to end its output too (only then is it known to have no body).
    * @default 30000
    */
   headersTimeout?: number;

@@ -77,7 +77,8 @@ export interface FastcgiAppOptions {
    */
   connectTimeout?: number;
   /**
-   * Time the responder has to send its headers (504 after it).
+   * Time the responder has to send its headers (504 after it); for a Status without
+   * Content-Type, to end its output too (only then is it known to have no body).
    * @default 30000
    */
   headersTimeout?: number;

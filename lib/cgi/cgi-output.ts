@@ -1,6 +1,6 @@
 import { Transform, type Readable } from 'node:stream';
 import { BodyHold, markBrokenOff } from '../http/body-source.js';
-import { CgiHeadParser, CgiProtocolError, type CgiResponseHead } from './cgi-response-head.js';
+import { CgiHeadParser, CgiProtocolError, type CgiResponseHead, untypedBodyError } from './cgi-response-head.js';
 
 /** How much of the body is read along with the head, at most, to see whether the output ends there. */
 const LOOKAHEAD_BYTES = 64 * 1024;
@@ -19,7 +19,8 @@ export interface CgiHead {
  * paused, or ended (`complete`: a short answer, which then goes out in one write); rejects
  * when the output breaks, ends early or is not a valid head. After the head (`onHead` is
  * called then) it waits up to `lookaheadMs` for the end of the output (0: only for what the
- * current reads bring).
+ * current reads bring). A head without Content-Type (`untyped`) is known to be valid only
+ * when the output ends with it, so `onHead` waits for that end, and a body byte rejects.
  */
 export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadMs = 0, onHead?: () => void): Promise<CgiHead> {
   return new Promise((resolve, reject) => {
@@ -40,6 +41,10 @@ export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadM
         resolve({ head, rest: more.length === 0 ? rest : Buffer.concat([rest, ...more]), complete });
       });
     const onData = (chunk: Buffer) => {
+      if (parsed?.head.untyped) {
+        if (chunk.length > 0) settle(() => reject(untypedBodyError()));
+        return;
+      }
       if (parsed) {
         more.push(chunk);
         moreBytes += chunk.length;
@@ -48,12 +53,18 @@ export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadM
       }
       try {
         parsed = parser.push(chunk);
+        if (!parsed) return;
+        if (parsed.head.untyped) {
+          // Whether it is valid is known only at the first body byte or the end of the output.
+          if (parsed.rest.length > 0) settle(() => reject(untypedBodyError()));
+          return;
+        }
         // The end of the output, when it came with this read, is seen before the check phase.
-        if (parsed) onHead?.();
-        if (parsed && lookaheadMs > 0) {
+        onHead?.();
+        if (lookaheadMs > 0) {
           const timer = setTimeout(() => done(false), lookaheadMs);
           stopLookahead = () => clearTimeout(timer);
-        } else if (parsed) {
+        } else {
           const immediate = setImmediate(() => done(false));
           stopLookahead = () => clearImmediate(immediate);
         }
@@ -62,6 +73,7 @@ export function readCgiHead(output: Readable, maxHeaderBytes: number, lookaheadM
       }
     };
     const onEnd = () => {
+      if (parsed?.head.untyped) onHead?.();
       if (parsed) return done(true);
       settle(() => {
         try {

@@ -9,6 +9,11 @@ export interface CgiResponseHead {
   pairs: HeaderPairs;
   /** Set for a local redirect (RFC 3875 6.2.2): `Location: /path` without a Status. */
   localRedirect?: string;
+  /**
+   * Set when a Status came with neither Content-Type nor Location: a valid response only if
+   * no body follows (RFC 3875 6.3.1), which the reader of the output checks.
+   */
+  untyped?: true;
 }
 
 /** The script's output is not a valid CGI response: the client gets a 502, the reason is logged. */
@@ -104,9 +109,17 @@ function interpret(lines: readonly string[]): CgiResponseHead {
     const local = location.startsWith('/') && !location.startsWith('//');
     return { status: 302, pairs, localRedirect: local ? location : undefined };
   }
+  if (status === undefined && pairValue(pairs, 'content-type') === null) {
+    throw new CgiProtocolError('sent none of Content-Type, Location or Status');
+  }
   status ??= 200;
   if (pairValue(pairs, 'content-type') === null && location === null && !BODYLESS.has(status)) {
-    throw new CgiProtocolError('sent neither Content-Type nor Location');
+    return { status, statusText, pairs, untyped: true };
   }
   return { status, statusText, pairs };
+}
+
+/** A body came after a head that may only stand alone. */
+export function untypedBodyError(): CgiProtocolError {
+  return new CgiProtocolError('sent a body without Content-Type');
 }

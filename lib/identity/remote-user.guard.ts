@@ -9,7 +9,9 @@ import {
 } from '@nestjs/common';
 import { GATEWAY_MODULE_OPTIONS } from '../gateway.module-definition.js';
 import type { GatewayModuleOptions } from '../interfaces/gateway-options.interface.js';
-import { originalUrlOf, rawRequest, rawResponse } from '../platform/request-info.js';
+import { splitUrl } from '../http/path-info.js';
+import { originalUrlOf, rawResponse } from '../platform/request-info.js';
+import { acceptsHtml, loginUrlWithNext } from './login-redirect.js';
 import { defaultRemoteUser, resolveRemoteUser } from './remote-user.js';
 
 /** @default 'Basic realm="nest-gateway", charset="UTF-8"' */
@@ -18,7 +20,7 @@ export const DEFAULT_CHALLENGE = 'Basic realm="nest-gateway", charset="UTF-8"';
 /**
  * Lets a request through only when a principal resolves (the module's `remoteUser`). Otherwise
  * it answers 401 with a `WWW-Authenticate` challenge, or redirects clients that accept HTML to
- * `loginUrl?next=<original URL>` when one is configured.
+ * `loginUrl?next=<path and query>` when one is configured (`next` is always a local path).
  *
  * Subclass it and override the protected hooks to require a user only for some requests:
  *
@@ -68,7 +70,7 @@ export class RemoteUserGuard implements CanActivate {
     const res = rawResponse(context.switchToHttp().getResponse());
     const loginUrl = this.getLoginUrl(req, context);
     if (loginUrl && acceptsHtml(req)) {
-      res.setHeader('location', withNext(loginUrl, originalUrlOf(req)));
+      res.setHeader('location', loginUrlWithNext(loginUrl, req));
       throw new HttpException({ statusCode: HttpStatus.FOUND, message: 'Login required' }, HttpStatus.FOUND);
     }
     const challenge = this.getChallenge(req, context);
@@ -77,22 +79,24 @@ export class RemoteUserGuard implements CanActivate {
   }
 }
 
-function acceptsHtml(req: unknown): boolean {
-  const accept = rawRequest(req).headers.accept ?? '';
-  return /\btext\/html\b|\bapplication\/xhtml\+xml\b/i.test(accept);
-}
-
-function withNext(loginUrl: string, next: string): string {
-  const separator = loginUrl.includes('?') ? '&' : '?';
-  return `${loginUrl}${separator}next=${encodeURIComponent(next)}`;
-}
-
 /**
  * Whether a request is part of a `git push` over smart HTTP: the ref advertisement
  * (`GET …/info/refs?service=git-receive-pack`) or the push itself (`POST …/git-receive-pack`).
+ * Decided as git-http-backend will see the request: on the decoded path (CGI decodes
+ * PATH_INFO, so `git%2Dreceive-pack` is a push; a path that does not decode counts as one),
+ * and on every `service` value (git takes the last, other readers the first).
  */
 export function isGitPushRequest(req: unknown): boolean {
-  const url = originalUrlOf(req);
-  const [path, query = ''] = url.split('?');
-  return path.endsWith('/git-receive-pack') || new URLSearchParams(query).get('service') === 'git-receive-pack';
+  const { path, search } = splitUrl(originalUrlOf(req));
+  const decoded = decodedOrNull(path);
+  if (decoded === null || decoded.endsWith('/git-receive-pack')) return true;
+  return new URLSearchParams(search).getAll('service').includes('git-receive-pack');
+}
+
+function decodedOrNull(path: string): string | null {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return null;
+  }
 }

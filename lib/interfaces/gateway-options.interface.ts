@@ -56,8 +56,9 @@ export interface GatewayModuleOptions {
    */
   mounts?: MountDeclaration[];
   /**
-   * When set, `RemoteUserGuard` redirects anonymous clients that accept HTML here (with the
-   * original URL as the `next` query parameter) instead of answering 401.
+   * When set, `RemoteUserGuard` redirects anonymous clients that accept HTML (by name, with a
+   * q above 0) here instead of answering 401, with the request's local path and query as the
+   * `next` query parameter (added before any `#fragment`).
    * @default undefined
    */
   loginUrl?: string;

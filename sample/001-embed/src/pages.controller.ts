@@ -11,6 +11,14 @@ const layout = (title: string, body: string) =>
 
 const userOf = (req: Request) => (req as Request & { user?: { username: string } }).user?.username;
 
+/**
+ * `next` when it is a path on this site, else `/`. Browsers read `//host` and `/\host` as
+ * another site, and drop tabs and newlines from a URL (`/<tab>/host` is `//host` to them), so a
+ * path with a second leading slash, a backslash or a control character does not pass.
+ */
+const localPathOrHome = (next: unknown) =>
+  typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') && !/[\\\x00-\x1f\x7f]/.test(next) ? next : '/';
+
 @Controller()
 export class PagesController {
   @Get()
@@ -59,8 +67,8 @@ export class PagesController {
   }
 
   @Post('login')
-  submit(@Body() body: { username?: string; password?: string }, @Query('next') next: string, @Res() res: Response) {
-    const target = next?.startsWith('/') && !next.startsWith('//') ? next : '/';
+  submit(@Body() body: { username?: string; password?: string }, @Query('next') next: unknown, @Res() res: Response) {
+    const target = localPathOrHome(next);
     if (!checkPassword(body.username ?? '', body.password ?? '')) {
       return res.redirect(`/login?failed=1&next=${encodeURIComponent(target)}`);
     }
