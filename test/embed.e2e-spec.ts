@@ -59,7 +59,34 @@ async function closeServer(server: Server): Promise<void> {
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 function config(name: string, extra: Partial<InnerConfig> = {}): InnerConfig {
-  return { name, events: [], drips: [], ...extra };
+  return { name, events: [], drips: [], clients: [], ...extra };
+}
+
+/** Opens `url` on a connection of its own, waits for the first bytes of the answer, and goes away. */
+function leaveAfterFirstBytes(url: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => undefined);
+    req.setTimeout(5000, () => reject(new Error(`no answer from ${url}`)));
+  });
+}
+
+/** Starts a chunked upload to `url`, sends some of it, and goes away mid-body. */
+function leaveMidUpload(url: string, whenSent: () => boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' } });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(16 * 1024, 0x62));
+    waitFor(whenSent, 5000, 'the upload to reach the Nest handler').then(() => {
+      req.destroy();
+      resolve();
+    }, reject);
+  });
 }
 
 /** A Nest app embedded in a host server, reachable at `base` (which ends with `prefix`). */
@@ -240,6 +267,22 @@ describe.each(HOSTS)('hosted in %s', (hostName, prefix, start) => {
     expect(res.headers['content-type']).toBe('application/octet-stream');
     expect(res.body.length).toBe(BIG_SIZE);
     expect(sha256(res.body)).toBe(bigSha256());
+  });
+
+  test('a client leaving an @Sse() stream: the Nest app hears it and unsubscribes the stream', async () => {
+    const before = host.config.clients!.length;
+    await leaveAfterFirstBytes(`${base}/events`);
+    const record = host.config.clients![before];
+    await waitFor(() => record.events.includes('unsubscribed'), 3000, 'the @Sse() stream to be unsubscribed');
+    expect(record.events).toEqual(expect.arrayContaining(['req close', 'socket close', 'unsubscribed']));
+  });
+
+  test('a client leaving mid-upload: the Nest handler reading it hears aborted and close', async () => {
+    const before = host.config.clients!.length;
+    await leaveMidUpload(`${base}/slow-upload`, () => host.config.clients!.length > before);
+    const record = host.config.clients![before];
+    await waitFor(() => record.events.includes('socket close'), 3000, "the handler's socket to close");
+    expect(record.events).toEqual(expect.arrayContaining(['aborted', 'req close', 'socket close']));
   });
 
   test('a 20 MiB upload is read by the inner app as a stream', async () => {
@@ -628,6 +671,22 @@ describe('createFetchHandler aborts', () => {
     await waitFor(() => record.closed, 2000, 'the Nest handler sees its response close');
     expect(record.finished).toBe(false);
   });
+
+  test.each(['request.signal aborting', 'cancelling the body'])(
+    '%s of an @Sse() stream: the Nest app hears its client leave and unsubscribes the stream',
+    async (how) => {
+      const controller = new AbortController();
+      const before = cfg.clients!.length;
+      const res = await handler!(new Request('http://embedded.test/events', { signal: controller.signal }));
+      const reader = res.body!.getReader();
+      expect((await reader.read()).done).toBe(false);
+      const record = cfg.clients![before];
+      if (how === 'request.signal aborting') controller.abort();
+      else await reader.cancel();
+      await waitFor(() => record.events.includes('unsubscribed'), 2000, 'the @Sse() stream to be unsubscribed');
+      expect(record.events).toEqual(expect.arrayContaining(['req close', 'socket close', 'unsubscribed']));
+    },
+  );
 
   test('a client going away from a Hono host tears the inner response down', async () => {
     const hostCfg = config('hono-drip');
