@@ -48,6 +48,9 @@ describe('nest-gateway serve', () => {
     ['dynamic-module.mjs', 'Nest module', '/hello', 'dynamic module says hello'],
     ['dynamic-named.mjs', 'Nest module', '/hello', 'named dynamic module says hello'],
     ['script.sh', 'CGI script', '/x', 'CGI script at /app/x'],
+    ['commonjs/app.module.js', 'Nest module', '/hello', 'CommonJS nest module says hello'],
+    ['listener.cjs', 'Node listener', '/x', 'CommonJS listener saw /x'],
+    ['empty-module.mjs', 'Nest module', '/x', 'configure() middleware saw /app/x'],
   ])('serves %s (%s) under a prefix, prints its URL, stops on Ctrl-C', async (file, kind, path, expected) => {
     const child = run(['serve', fixture(file), '--port', '0', '--prefix', '/app']);
     const url = await started(child);

@@ -14,8 +14,8 @@ export const SERVE_HELP = `Usage: nest-gateway serve <target> [options]
 Serves <target> through nest-gateway and prints its URL; Ctrl-C stops it.
 <target> is a JavaScript module exporting a Node listener, a fetch handler (or a Hono app),
 a Koa app or a Nest module, as a class or a DynamicModule such as AppModule.forRoot()
-(default export, or 'app', 'handler', 'AppModule'), or any other file, run as a CGI
-script (.php through php-cgi).
+(default export, or 'app', 'handler', 'AppModule'; ESM or CommonJS), or any other file,
+run as a CGI script (.php through php-cgi).
 
 Options:
   -p, --port <n>      port to listen on (default 3000; 0 picks a free one)
