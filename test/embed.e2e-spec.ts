@@ -500,6 +500,23 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
     }
   });
 
+  test("Hono's app.mount('/nest', handler), which strips the prefix itself: req.originalUrl gets it back", async () => {
+    const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
+    const app = new Hono();
+    app.mount('/nest', handler);
+    const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
+    const origin = await listen(server);
+    try {
+      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await send(`${origin}/nest/members/page`, { headers: browser });
+      expect(res.status).toBe(302);
+      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await closeServer(server);
+      await handler.close();
+    }
+  });
+
   test('createFetchHandler: the same', async () => {
     const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
     try {
@@ -541,12 +558,12 @@ describe('X-Forwarded-Prefix from a proxy the Nest app trusts (trust proxy: loop
     expect((await send(`${host!.origin}/cookie`)).headers['set-cookie']?.[0]).toBe('sid=abc; Path=/; HttpOnly');
   });
 
-  test.each(['/outer', '/outer/'])('%s is accepted: the redirect and the cookie carry /outer', async (prefix) => {
+  test.each(['/outer', '/outer/'])('%s is accepted: the redirect, the cookie and req.originalUrl carry /outer', async (prefix) => {
     expect((await go(prefix)).headers.location).toBe('/outer/target');
     const cookie = await send(`${host!.origin}/cookie`, { headers: { 'x-forwarded-prefix': prefix } });
     expect(cookie.headers['set-cookie']?.[0]).toBe('sid=abc; Path=/outer; HttpOnly');
-    const hello = await send(`${host!.origin}/hello`, { headers: { 'x-forwarded-prefix': prefix } });
-    expect(hello.json()).toMatchObject({ url: '/hello', baseUrl: '/outer' });
+    const where = await send(`${host!.origin}/where?x=1`, { headers: { 'x-forwarded-prefix': prefix } });
+    expect(where.json()).toEqual({ url: '/where?x=1', baseUrl: '/outer', originalUrl: '/outer/where?x=1' });
   });
 
   test.each(['//evil.com', '/a b', 'http://x', 'http://evil.com/x', '/ok//evil', 'relative', '/a\\b'])(

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nestAppOf, type NestAppSource } from './nest-app-of.js';
 import { trustsPeer } from '../platform/request-info.js';
 import { buildsOnAppPrototypes, passesEveryRequestTo, type AppPrototypes } from '../platform/request-shape.js';
+import { mountRequest } from './mounted-request.js';
 import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
@@ -13,8 +14,9 @@ export interface EmbedOptions {
   nestOptions?: NestApplicationOptions;
   /**
    * The prefix the app is served under, when the host server cannot tell (a fetch runtime
-   * that does not strip it, Koa). Requests whose path starts with it have it removed, unless
-   * the host removed it already (its `req.baseUrl` is the prefix).
+   * that does not strip it, Koa, Hono's `app.mount`). Requests whose path starts with it have
+   * it removed, unless the host removed it already (its `req.baseUrl` is the prefix); either
+   * way `req.originalUrl` is the prefix and the path below it, as under an Express mount.
    * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header of a proxy the
    * Nest app trusts (Express `trust proxy`, e.g. `app.set('trust proxy', 'loopback')`)
    */
@@ -45,16 +47,7 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
     const prefix = mountPrefixOf(req, fixedPrefix, () => trustsPeer(expressApp, req.socket?.remoteAddress));
     if (prefix) {
-      const path = req.url ?? '/';
-      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;
-      // one that did (Express's app.use, a mount) says so in req.baseUrl.
-      if (fixedPrefix !== undefined && req.baseUrl !== prefix && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
-        // As under an Express mount: the client's URL (login redirects' `next`, logs) keeps the prefix.
-        req.originalUrl ??= path;
-        req.url = path.slice(prefix.length) || '/';
-        if (req.url.startsWith('?')) req.url = '/' + req.url;
-      }
-      req.baseUrl = prefix;
+      mountRequest(req, prefix, fixedPrefix !== undefined);
       if (options.rewrite !== false) {
         const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted;
         rewriteForPrefix(res, prefix, encrypted ? 'https' : 'http', req.headers.host ?? '');
