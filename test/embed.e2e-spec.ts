@@ -566,6 +566,13 @@ describe('X-Forwarded-Prefix from a proxy the Nest app trusts (trust proxy: loop
     expect(where.json()).toEqual({ url: '/where?x=1', baseUrl: '/outer', originalUrl: '/outer/where?x=1' });
   });
 
+  test('with X-Forwarded-Host and X-Forwarded-Proto, an absolute redirect to that public origin carries the prefix', async () => {
+    const headers = { 'x-forwarded-prefix': '/outer', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' };
+    const res = await send(`${host!.origin}/public-go`, { headers });
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe('https://public.example/outer/target');
+  });
+
   test.each(['//evil.com', '/a b', 'http://x', 'http://evil.com/x', '/ok//evil', 'relative', '/a\\b'])(
     '%j is rejected: the redirect stays /target',
     async (prefix) => {

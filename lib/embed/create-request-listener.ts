@@ -4,7 +4,7 @@ import { nestAppOf, type NestAppSource } from './nest-app-of.js';
 import { trustsPeer } from '../platform/request-info.js';
 import { buildsOnAppPrototypes, passesEveryRequestTo, type AppPrototypes } from '../platform/request-shape.js';
 import { mountRequest } from './mounted-request.js';
-import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
+import { clientOrigin, mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
   /**
@@ -45,13 +45,12 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
   const expressApp = handle as unknown as AppPrototypes & { get?(setting: string): unknown };
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
-    const prefix = mountPrefixOf(req, fixedPrefix, () => trustsPeer(expressApp, req.socket?.remoteAddress));
+    const trustsForwarding = () => trustsPeer(expressApp, req.socket?.remoteAddress);
+    const prefix = mountPrefixOf(req, fixedPrefix, trustsForwarding);
     if (prefix) {
       mountRequest(req, prefix, fixedPrefix !== undefined);
-      if (options.rewrite !== false) {
-        const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted;
-        rewriteForPrefix(res, prefix, encrypted ? 'https' : 'http', req.headers.host ?? '');
-      }
+      // Asked only when a redirect is sent; the forwarded host is the app's own, as Express's req.host says.
+      if (options.rewrite !== false) rewriteForPrefix(res, prefix, () => clientOrigin(req, trustsForwarding));
     }
     // A host server that hands every request to this listener builds them on the app's
     // prototypes from its second request on, as Nest's own server does under GatewayModule.
