@@ -808,6 +808,33 @@ describe('close() releases the app', () => {
     expect(cfg.events).toEqual(['closing-fetch:onModuleDestroy', 'closing-fetch:onApplicationShutdown']);
   });
 
+  test('a listener: requests after close() are answered 503, not by the destroyed app', async () => {
+    const host = await plainHost(config('closed'));
+    try {
+      expect((await send(`${host.origin}/hello`)).status).toBe(200);
+      await host.listener.close();
+      const res = await send(`${host.origin}/hello`);
+      expect(res.status).toBe(503);
+      expect(res.body.toString()).toBe('Service Unavailable');
+      expect(res.headers['x-served-by']).toBeUndefined();
+    } finally {
+      await host.close();
+    }
+  });
+
+  test('a fetch handler behind Hono: requests after close() are answered 503', async () => {
+    const host = await honoHost(config('closed-fetch'));
+    try {
+      expect((await send(`${host.origin}/nest/hello`)).status).toBe(200);
+      await host.handler.close();
+      const res = await send(`${host.origin}/nest/hello`);
+      expect(res.status).toBe(503);
+      expect(res.headers['x-served-by']).toBeUndefined();
+    } finally {
+      await host.close();
+    }
+  });
+
   test('an app inside an Express host, after its host is closed', async () => {
     const cfg = config('express-closing');
     const host = await expressHost(cfg);

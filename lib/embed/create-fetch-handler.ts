@@ -8,7 +8,10 @@ import { webStreamOf } from '../http/web-body.js';
 import { createRequestListener, type EmbedOptions } from './create-request-listener.js';
 import type { NestAppSource } from './nest-app-of.js';
 
-/** A fetch handler serving a Nest app; `close()` shuts the app down if the handler created it. */
+/**
+ * A fetch handler serving a Nest app; `close()` shuts the app down if the handler created it,
+ * and from then on requests are answered 503 Service Unavailable.
+ */
 export type NestFetchHandler = ((request: Request) => Promise<Response>) & {
   readonly app: INestApplication;
   close(): Promise<void>;

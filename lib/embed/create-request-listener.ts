@@ -28,7 +28,10 @@ export interface EmbedOptions {
   rewrite?: boolean;
 }
 
-/** A Node listener serving a Nest app; `close()` shuts the app down if the listener created it. */
+/**
+ * A Node listener serving a Nest app; `close()` shuts the app down if the listener created it,
+ * and from then on requests are answered 503 Service Unavailable (the app's providers are gone).
+ */
 export type NestRequestListener = ((req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void) & {
   readonly app: INestApplication;
   close(): Promise<void>;
@@ -44,7 +47,9 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
   const expressApp = handle as unknown as AppPrototypes & { get?(setting: string): unknown };
+  let closed = false;
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
+    if (closed) return serviceUnavailable(res);
     const trustsForwarding = () => trustsPeer(expressApp, req.socket?.remoteAddress);
     const prefix = mountPrefixOf(req, fixedPrefix, trustsForwarding);
     if (prefix) {
@@ -61,7 +66,15 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   return Object.assign(listener, {
     app,
     close: async () => {
-      if (owned) await app.close();
+      if (!owned) return;
+      closed = true;
+      await app.close();
     },
   }) as NestRequestListener;
+}
+
+function serviceUnavailable(res: ServerResponse): void {
+  res.statusCode = 503;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end('Service Unavailable');
 }
