@@ -48,6 +48,9 @@ describe('nest-gateway serve', () => {
     ['dynamic-module.mjs', 'Nest module', '/hello', 'dynamic module says hello'],
     ['dynamic-named.mjs', 'Nest module', '/hello', 'named dynamic module says hello'],
     ['script.sh', 'CGI script', '/x', 'CGI script at /app/x'],
+    ['commonjs/app.module.js', 'Nest module', '/hello', 'CommonJS nest module says hello'],
+    ['listener.cjs', 'Node listener', '/x', 'CommonJS listener saw /x'],
+    ['empty-module.mjs', 'Nest module', '/x', 'configure() middleware saw /app/x'],
   ])('serves %s (%s) under a prefix, prints its URL, stops on Ctrl-C', async (file, kind, path, expected) => {
     const child = run(['serve', fixture(file), '--port', '0', '--prefix', '/app']);
     const url = await started(child);
@@ -56,6 +59,37 @@ describe('nest-gateway serve', () => {
     const res = await fetch(`${url.replace(/\/$/, '')}${path}`);
     expect(await res.text()).toContain(expected);
     expect(await stop(child)).toBe(0);
+  }, 30_000);
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s stops it promptly while an SSE client is connected, running the shutdown hooks', async (signal) => {
+    const child = run(['serve', fixture('sse-module.mjs'), '--port', '0']);
+    const url = await started(child);
+    const events = await fetch(`${url}events`);
+    const reader = events.body!.getReader();
+    expect((await reader.read()).done).toBe(false);
+    child.kill(signal);
+    const [code] = (await within(once(child, 'exit'), 5_000, 'the command to stop')) as [number | null];
+    expect(code).toBe(0);
+    expect(child.output()).toContain('sse module shut down');
+    await reader.cancel().catch(() => undefined);
+  }, 30_000);
+
+  it('a second Ctrl-C exits at once when the shutdown hangs', async () => {
+    const child = run(['serve', fixture('stuck-shutdown.mjs'), '--port', '0']);
+    const url = await started(child);
+    expect(await (await fetch(`${url}hello`)).text()).toBe('stuck module says hello');
+    child.kill('SIGINT');
+    await within(
+      new Promise<void>((resolve) => {
+        const check = () => (child.output().includes('shutdown started') ? resolve() : setTimeout(check, 20));
+        check();
+      }),
+      5_000,
+      'the shutdown to start',
+    );
+    child.kill('SIGINT');
+    const [code] = (await within(once(child, 'exit'), 2_000, 'the second Ctrl-C to end it')) as [number | null];
+    expect(code).toBe(130);
   }, 30_000);
 
   it('--profile serves the profiler page', async () => {

@@ -59,7 +59,34 @@ async function closeServer(server: Server): Promise<void> {
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 function config(name: string, extra: Partial<InnerConfig> = {}): InnerConfig {
-  return { name, events: [], drips: [], ...extra };
+  return { name, events: [], drips: [], clients: [], ...extra };
+}
+
+/** Opens `url` on a connection of its own, waits for the first bytes of the answer, and goes away. */
+function leaveAfterFirstBytes(url: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', () => undefined);
+    req.setTimeout(5000, () => reject(new Error(`no answer from ${url}`)));
+  });
+}
+
+/** Starts a chunked upload to `url`, sends some of it, and goes away mid-body. */
+function leaveMidUpload(url: string, whenSent: () => boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' } });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(16 * 1024, 0x62));
+    waitFor(whenSent, 5000, 'the upload to reach the Nest handler').then(() => {
+      req.destroy();
+      resolve();
+    }, reject);
+  });
 }
 
 /** A Nest app embedded in a host server, reachable at `base` (which ends with `prefix`). */
@@ -240,6 +267,22 @@ describe.each(HOSTS)('hosted in %s', (hostName, prefix, start) => {
     expect(res.headers['content-type']).toBe('application/octet-stream');
     expect(res.body.length).toBe(BIG_SIZE);
     expect(sha256(res.body)).toBe(bigSha256());
+  });
+
+  test('a client leaving an @Sse() stream: the Nest app hears it and unsubscribes the stream', async () => {
+    const before = host.config.clients!.length;
+    await leaveAfterFirstBytes(`${base}/events`);
+    const record = host.config.clients![before];
+    await waitFor(() => record.events.includes('unsubscribed'), 3000, 'the @Sse() stream to be unsubscribed');
+    expect(record.events).toEqual(expect.arrayContaining(['req close', 'socket close', 'unsubscribed']));
+  });
+
+  test('a client leaving mid-upload: the Nest handler reading it hears aborted and close', async () => {
+    const before = host.config.clients!.length;
+    await leaveMidUpload(`${base}/slow-upload`, () => host.config.clients!.length > before);
+    const record = host.config.clients![before];
+    await waitFor(() => record.events.includes('socket close'), 3000, "the handler's socket to close");
+    expect(record.events).toEqual(expect.arrayContaining(['aborted', 'req close', 'socket close']));
   });
 
   test('a 20 MiB upload is read by the inner app as a stream', async () => {
@@ -457,6 +500,23 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
     }
   });
 
+  test("Hono's app.mount('/nest', handler), which strips the prefix itself: req.originalUrl gets it back", async () => {
+    const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
+    const app = new Hono();
+    app.mount('/nest', handler);
+    const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
+    const origin = await listen(server);
+    try {
+      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+      const res = await send(`${origin}/nest/members/page`, { headers: browser });
+      expect(res.status).toBe(302);
+      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+    } finally {
+      await closeServer(server);
+      await handler.close();
+    }
+  });
+
   test('createFetchHandler: the same', async () => {
     const handler = await createFetchHandler(membersApp, { prefix: '/nest' });
     try {
@@ -498,12 +558,19 @@ describe('X-Forwarded-Prefix from a proxy the Nest app trusts (trust proxy: loop
     expect((await send(`${host!.origin}/cookie`)).headers['set-cookie']?.[0]).toBe('sid=abc; Path=/; HttpOnly');
   });
 
-  test.each(['/outer', '/outer/'])('%s is accepted: the redirect and the cookie carry /outer', async (prefix) => {
+  test.each(['/outer', '/outer/'])('%s is accepted: the redirect, the cookie and req.originalUrl carry /outer', async (prefix) => {
     expect((await go(prefix)).headers.location).toBe('/outer/target');
     const cookie = await send(`${host!.origin}/cookie`, { headers: { 'x-forwarded-prefix': prefix } });
     expect(cookie.headers['set-cookie']?.[0]).toBe('sid=abc; Path=/outer; HttpOnly');
-    const hello = await send(`${host!.origin}/hello`, { headers: { 'x-forwarded-prefix': prefix } });
-    expect(hello.json()).toMatchObject({ url: '/hello', baseUrl: '/outer' });
+    const where = await send(`${host!.origin}/where?x=1`, { headers: { 'x-forwarded-prefix': prefix } });
+    expect(where.json()).toEqual({ url: '/where?x=1', baseUrl: '/outer', originalUrl: '/outer/where?x=1' });
+  });
+
+  test('with X-Forwarded-Host and X-Forwarded-Proto, an absolute redirect to that public origin carries the prefix', async () => {
+    const headers = { 'x-forwarded-prefix': '/outer', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' };
+    const res = await send(`${host!.origin}/public-go`, { headers });
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe('https://public.example/outer/target');
   });
 
   test.each(['//evil.com', '/a b', 'http://x', 'http://evil.com/x', '/ok//evil', 'relative', '/a\\b'])(
@@ -629,6 +696,22 @@ describe('createFetchHandler aborts', () => {
     expect(record.finished).toBe(false);
   });
 
+  test.each(['request.signal aborting', 'cancelling the body'])(
+    '%s of an @Sse() stream: the Nest app hears its client leave and unsubscribes the stream',
+    async (how) => {
+      const controller = new AbortController();
+      const before = cfg.clients!.length;
+      const res = await handler!(new Request('http://embedded.test/events', { signal: controller.signal }));
+      const reader = res.body!.getReader();
+      expect((await reader.read()).done).toBe(false);
+      const record = cfg.clients![before];
+      if (how === 'request.signal aborting') controller.abort();
+      else await reader.cancel();
+      await waitFor(() => record.events.includes('unsubscribed'), 2000, 'the @Sse() stream to be unsubscribed');
+      expect(record.events).toEqual(expect.arrayContaining(['req close', 'socket close', 'unsubscribed']));
+    },
+  );
+
   test('a client going away from a Hono host tears the inner response down', async () => {
     const hostCfg = config('hono-drip');
     const host = await honoHost(hostCfg);
@@ -723,6 +806,33 @@ describe('close() releases the app', () => {
     expect((await handler(new Request('http://embedded.test/hello'))).status).toBe(200);
     await handler.close();
     expect(cfg.events).toEqual(['closing-fetch:onModuleDestroy', 'closing-fetch:onApplicationShutdown']);
+  });
+
+  test('a listener: requests after close() are answered 503, not by the destroyed app', async () => {
+    const host = await plainHost(config('closed'));
+    try {
+      expect((await send(`${host.origin}/hello`)).status).toBe(200);
+      await host.listener.close();
+      const res = await send(`${host.origin}/hello`);
+      expect(res.status).toBe(503);
+      expect(res.body.toString()).toBe('Service Unavailable');
+      expect(res.headers['x-served-by']).toBeUndefined();
+    } finally {
+      await host.close();
+    }
+  });
+
+  test('a fetch handler behind Hono: requests after close() are answered 503', async () => {
+    const host = await honoHost(config('closed-fetch'));
+    try {
+      expect((await send(`${host.origin}/nest/hello`)).status).toBe(200);
+      await host.handler.close();
+      const res = await send(`${host.origin}/nest/hello`);
+      expect(res.status).toBe(503);
+      expect(res.headers['x-served-by']).toBeUndefined();
+    } finally {
+      await host.close();
+    }
   });
 
   test('an app inside an Express host, after its host is closed', async () => {

@@ -22,8 +22,8 @@ export class TargetError extends Error {}
 /**
  * Loads the target of `nest-gateway serve`: a JavaScript module exporting a Node listener,
  * a fetch handler (or an object with `.fetch`, such as a Hono app), a Koa app or a Nest
- * module (a class, or a DynamicModule such as `AppModule.forRoot()`); anything else that
- * is a file is run as a CGI script.
+ * module (a class, or a DynamicModule such as `AppModule.forRoot()`), as ESM or CommonJS;
+ * anything else that is a file is run as a CGI script.
  */
 export async function loadTarget(target: string): Promise<ServeTarget> {
   const path = resolve(target);
@@ -35,7 +35,7 @@ export async function loadTarget(target: string): Promise<ServeTarget> {
     return { app: cgiApp(path, interpreter ? { interpreter } : {}), kind: 'CGI script', close: async () => undefined };
   }
   const exports = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-  const candidate = exports.default ?? exports.app ?? exports.handler ?? exports.AppModule ?? Object.values(exports)[0];
+  const candidate = servedExport(exports);
   if (candidate === undefined) throw new TargetError(`${target}: exports nothing to serve`);
   if (isNestModule(candidate)) {
     const listener = await createRequestListener(candidate as never);
@@ -49,9 +49,44 @@ export async function loadTarget(target: string): Promise<ServeTarget> {
   }
 }
 
+/**
+ * The default export, else `app`, `handler` or `AppModule`, else the first export. A CommonJS
+ * module's `default` is its whole `module.exports` object: its names are looked up in it, and
+ * its `exports.default` counts as the default export when it says it was compiled from ESM.
+ */
+function servedExport(exports: Record<string, unknown>): unknown {
+  const commonJs = commonJsExports(exports);
+  if (!commonJs) return exports.default ?? namedExport(exports) ?? Object.values(exports)[0];
+  const compiledDefault = commonJs.__esModule === true ? commonJs.default : undefined;
+  // `module.exports = { fetch }` names nothing known: the object itself is the app.
+  return compiledDefault ?? namedExport(commonJs) ?? commonJs;
+}
+
+function namedExport(exports: Record<string, unknown>): unknown {
+  return exports.app ?? exports.handler ?? exports.AppModule;
+}
+
+/** The `module.exports` object that `import()` of a CommonJS module gives as `default`, if it is one. */
+function commonJsExports(exports: Record<string, unknown>): Record<string, unknown> | undefined {
+  const value = exports.default;
+  if (typeof value !== 'object' || value === null) return undefined;
+  const moduleExports = value as Record<string, unknown>;
+  // Node lifts the names it finds in `exports.x = ...` out of that object as named exports.
+  const lifted = Object.keys(exports).some((name) => name !== 'default' && moduleExports[name] === exports[name]);
+  return moduleExports.__esModule === true || lifted ? moduleExports : undefined;
+}
+
+// Keys that @Module() may set; @Module({}) sets none of them.
+const MODULE_METADATA_KEYS = ['imports', 'controllers', 'providers', 'exports'];
+const GLOBAL_MODULE_METADATA = '__module:global__';
+
 function isNestModule(value: unknown): boolean {
   // A DynamicModule (`AppModule.forRoot()`) is a plain object naming its class in `module`.
   if (typeof value === 'object' && value !== null) return typeof (value as { module?: unknown }).module === 'function';
   if (typeof value !== 'function') return false;
-  return ['imports', 'controllers', 'providers', 'exports'].some((key) => Reflect.getMetadata?.(key, value) !== undefined);
+  // A class cannot be a Node listener (calling it without `new` throws): what else it may be,
+  // a module with no metadata (`@Module({})`, routes from configure()) or a controller, Nest serves.
+  if (/^class[\s{]/.test(Function.prototype.toString.call(value))) return true;
+  if (typeof (value.prototype as { configure?: unknown } | undefined)?.configure === 'function') return true;
+  return [...MODULE_METADATA_KEYS, GLOBAL_MODULE_METADATA].some((key) => Reflect.getMetadata?.(key, value) !== undefined);
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { constants } from 'node:os';
 import { ListenError, parseServeArgs, serve, SERVE_HELP, TargetError, UsageError } from './serve.js';
 
 const USAGE = `Usage: nest-gateway serve <target> [--port N] [--host H] [--prefix P] [--profile]
@@ -35,13 +36,26 @@ async function main(argv: string[]): Promise<number> {
     return error instanceof TargetError ? 2 : 1;
   }
   process.stdout.write(`nest-gateway: serving ${serving.description}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopSignal();
   await serving.close();
   return 0;
+}
+
+/**
+ * Resolves on the first SIGINT or SIGTERM. The listeners stay: a second signal exits at once,
+ * for a user who will not wait for the app's shutdown (a hook that hangs).
+ */
+function stopSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) process.exit(128 + constants.signals[signal]);
+      stopping = true;
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
 }
 
 main(process.argv.slice(2)).then(

@@ -11,11 +11,12 @@ import { loadTarget, TargetError } from './load-target.js';
 
 export const SERVE_HELP = `Usage: nest-gateway serve <target> [options]
 
-Serves <target> through nest-gateway and prints its URL; Ctrl-C stops it.
+Serves <target> through nest-gateway and prints its URL; Ctrl-C (or SIGTERM) stops it,
+closing open connections; a second one exits at once.
 <target> is a JavaScript module exporting a Node listener, a fetch handler (or a Hono app),
 a Koa app or a Nest module, as a class or a DynamicModule such as AppModule.forRoot()
-(default export, or 'app', 'handler', 'AppModule'), or any other file, run as a CGI
-script (.php through php-cgi).
+(default export, or 'app', 'handler', 'AppModule'; ESM or CommonJS), or any other file,
+run as a CGI script (.php through php-cgi).
 
 Options:
   -p, --port <n>      port to listen on (default 3000; 0 picks a free one)
@@ -90,7 +91,9 @@ export async function serve(options: ServeOptions): Promise<Serving> {
   })(ServedApp);
   class ServeModule {}
   Module({ imports: [GatewayModule.forRoot()], controllers: [ServedApp] })(ServeModule);
-  const app = await NestFactory.create(ServeModule, { logger: ['error', 'warn'] });
+  // Closing destroys open connections (an SSE stream, a WebSocket, a keep-alive client):
+  // otherwise Ctrl-C would wait for them for ever.
+  const app = await NestFactory.create(ServeModule, { logger: ['error', 'warn'], forceCloseConnections: true });
   await app.init();
   try {
     // Not app.listen(): it logs a failure as a Nest error with a stack before rejecting.

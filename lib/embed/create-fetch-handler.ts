@@ -2,13 +2,16 @@ import type { INestApplication } from '@nestjs/common';
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { captureResponse } from '../http/capture-response.js';
+import { captureResponse, type CapturedResponse } from '../http/capture-response.js';
 import { createInnerRequest } from '../http/inner-request.js';
 import { webStreamOf } from '../http/web-body.js';
 import { createRequestListener, type EmbedOptions } from './create-request-listener.js';
 import type { NestAppSource } from './nest-app-of.js';
 
-/** A fetch handler serving a Nest app; `close()` shuts the app down if the handler created it. */
+/**
+ * A fetch handler serving a Nest app; `close()` shuts the app down if the handler created it,
+ * and from then on requests are answered 503 Service Unavailable.
+ */
 export type NestFetchHandler = ((request: Request) => Promise<Response>) & {
   readonly app: INestApplication;
   close(): Promise<void>;
@@ -19,7 +22,10 @@ export type NestFetchHandler = ((request: Request) => Promise<Response>) & {
  * Hono's `app.mount('/nest', handler)`, Bun/Deno-style servers, a Cloudflare-like worker
  * runtime on Node. The request body streams in, the response body streams out. A
  * `request.signal` that aborts rejects the call and closes the Nest response; one aborted
- * already rejects with its reason before the app sees the request.
+ * already rejects with its reason before the app sees the request. The signal aborting, or
+ * the response body cancelled before its end, is the client leaving: the Nest app hears it
+ * as on node:http (its request aborted and closed, its socket closed, an `@Sse()` stream
+ * unsubscribed).
  */
 export async function createFetchHandler(source: NestAppSource, options: EmbedOptions = {}): Promise<NestFetchHandler> {
   const listener = await createRequestListener(source, options);
@@ -50,9 +56,13 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
       extras: {},
     });
     const capture = captureResponse(req);
-    const abort = () => capture.destroy(new Error('Request aborted'));
-    request.signal?.addEventListener('abort', abort, { once: true });
-    capture.res.once('close', () => request.signal?.removeEventListener('abort', abort));
+    const leave = () => clientLeft(req, socket, capture);
+    request.signal?.addEventListener('abort', leave, { once: true });
+    capture.res.once('close', () => {
+      request.signal?.removeEventListener('abort', leave);
+      // A body cancelled (or dropped) before its end is the client leaving too.
+      if (!capture.res.writableFinished) leave();
+    });
     listener(req, capture.res);
     const response = await capture.response;
     const headers = new Headers();
@@ -64,4 +74,15 @@ export async function createFetchHandler(source: NestAppSource, options: EmbedOp
     return new Response(body, { status: response.status, statusText: response.statusText, headers });
   };
   return Object.assign(handler, { app: listener.app, close: listener.close }) as NestFetchHandler;
+}
+
+/**
+ * What node:http does when a client's connection drops: Nest watches `req.socket` for it
+ * (an `@Sse()` stream, a handler still working), a handler reading the upload hears
+ * 'aborted', 'error' (ECONNRESET) and 'close'.
+ */
+function clientLeft(req: IncomingMessage, socket: Socket, capture: CapturedResponse): void {
+  capture.destroy(new Error('Request aborted'));
+  req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+  socket.destroy();
 }

@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { nestAppOf, type NestAppSource } from './nest-app-of.js';
 import { trustsPeer } from '../platform/request-info.js';
 import { buildsOnAppPrototypes, passesEveryRequestTo, type AppPrototypes } from '../platform/request-shape.js';
-import { mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
+import { mountRequest } from './mounted-request.js';
+import { clientOrigin, mountPrefixOf, rewriteForPrefix, validatePrefix } from './prefix-rewrite.js';
 
 export interface EmbedOptions {
   /**
@@ -13,8 +14,9 @@ export interface EmbedOptions {
   nestOptions?: NestApplicationOptions;
   /**
    * The prefix the app is served under, when the host server cannot tell (a fetch runtime
-   * that does not strip it, Koa). Requests whose path starts with it have it removed, unless
-   * the host removed it already (its `req.baseUrl` is the prefix).
+   * that does not strip it, Koa, Hono's `app.mount`). Requests whose path starts with it have
+   * it removed, unless the host removed it already (its `req.baseUrl` is the prefix); either
+   * way `req.originalUrl` is the prefix and the path below it, as under an Express mount.
    * @default the host's `req.baseUrl`, else the `X-Forwarded-Prefix` header of a proxy the
    * Nest app trusts (Express `trust proxy`, e.g. `app.set('trust proxy', 'loopback')`)
    */
@@ -26,7 +28,10 @@ export interface EmbedOptions {
   rewrite?: boolean;
 }
 
-/** A Node listener serving a Nest app; `close()` shuts the app down if the listener created it. */
+/**
+ * A Node listener serving a Nest app; `close()` shuts the app down if the listener created it,
+ * and from then on requests are answered 503 Service Unavailable (the app's providers are gone).
+ */
 export type NestRequestListener = ((req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void) & {
   readonly app: INestApplication;
   close(): Promise<void>;
@@ -42,23 +47,15 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   const { app, owned } = await nestAppOf(source, options.nestOptions);
   const handle = app.getHttpAdapter().getInstance() as (req: IncomingMessage, res: ServerResponse) => void;
   const expressApp = handle as unknown as AppPrototypes & { get?(setting: string): unknown };
+  let closed = false;
   const listener = (req: IncomingMessage & { baseUrl?: string; originalUrl?: string }, res: ServerResponse) => {
-    const prefix = mountPrefixOf(req, fixedPrefix, () => trustsPeer(expressApp, req.socket?.remoteAddress));
+    if (closed) return serviceUnavailable(res);
+    const trustsForwarding = () => trustsPeer(expressApp, req.socket?.remoteAddress);
+    const prefix = mountPrefixOf(req, fixedPrefix, trustsForwarding);
     if (prefix) {
-      const path = req.url ?? '/';
-      // Hosts that do not strip the prefix (Koa, a plain server behind a proxy) still route right;
-      // one that did (Express's app.use, a mount) says so in req.baseUrl.
-      if (fixedPrefix !== undefined && req.baseUrl !== prefix && (path === prefix || path.startsWith(prefix + '/') || path.startsWith(prefix + '?'))) {
-        // As under an Express mount: the client's URL (login redirects' `next`, logs) keeps the prefix.
-        req.originalUrl ??= path;
-        req.url = path.slice(prefix.length) || '/';
-        if (req.url.startsWith('?')) req.url = '/' + req.url;
-      }
-      req.baseUrl = prefix;
-      if (options.rewrite !== false) {
-        const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted;
-        rewriteForPrefix(res, prefix, encrypted ? 'https' : 'http', req.headers.host ?? '');
-      }
+      mountRequest(req, prefix, fixedPrefix !== undefined);
+      // Asked only when a redirect is sent; the forwarded host is the app's own, as Express's req.host says.
+      if (options.rewrite !== false) rewriteForPrefix(res, prefix, () => clientOrigin(req, trustsForwarding));
     }
     // A host server that hands every request to this listener builds them on the app's
     // prototypes from its second request on, as Nest's own server does under GatewayModule.
@@ -69,7 +66,15 @@ export async function createRequestListener(source: NestAppSource, options: Embe
   return Object.assign(listener, {
     app,
     close: async () => {
-      if (owned) await app.close();
+      if (!owned) return;
+      closed = true;
+      await app.close();
     },
   }) as NestRequestListener;
+}
+
+function serviceUnavailable(res: ServerResponse): void {
+  res.statusCode = 503;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end('Service Unavailable');
 }

@@ -17,16 +17,42 @@ export function mountPrefixOf(req: IncomingMessage & { baseUrl?: string }, fixed
   return SAFE_PREFIX.test(prefix) ? prefix : '';
 }
 
+/** The scheme and host a client addressed: whose absolute redirects are the app's own. */
+export interface ClientOrigin {
+  protocol: 'http' | 'https';
+  host: string;
+}
+
+/**
+ * The client's scheme and host as Express's `req.protocol` and `req.host` see them: a trusted
+ * proxy's X-Forwarded-Proto and X-Forwarded-Host (their first values), else the connection's
+ * and the Host header. The same trust decides as for X-Forwarded-Prefix.
+ */
+export function clientOrigin(req: IncomingMessage, trustsForwarding: () => boolean): ClientOrigin {
+  const encrypted = (req.socket as { encrypted?: boolean } | undefined)?.encrypted;
+  const own: ClientOrigin = { protocol: encrypted ? 'https' : 'http', host: req.headers.host ?? '' };
+  if (!trustsForwarding()) return own;
+  const proto = firstValue(req.headers['x-forwarded-proto']).toLowerCase();
+  return {
+    protocol: proto === 'https' || proto === 'http' ? proto : own.protocol,
+    host: firstValue(req.headers['x-forwarded-host']) || own.host,
+  };
+}
+
+function firstValue(header: string | string[] | undefined): string {
+  return String(header ?? '').split(',')[0].trim();
+}
+
 /**
  * Makes the redirects and cookies a Nest app sends carry the prefix it is mounted under:
  * `Location: /login` becomes `/nest/login`, `Path=/` becomes `Path=/nest`. Applied when the
  * head is written (headers given to `writeHead` included), on this one response.
  */
-export function rewriteForPrefix(res: ServerResponse, prefix: string, protocol: string, host: string): void {
+export function rewriteForPrefix(res: ServerResponse, prefix: string, originOf: () => ClientOrigin): void {
   applyOnWriteHead(res, {
     edit: (response) => {
       const location = response.getHeader('location');
-      if (typeof location === 'string') response.setHeader('location', rewriteLocation(location, { prefix, protocol, host }, []));
+      if (typeof location === 'string') response.setHeader('location', rewriteLocation(location, { prefix, ...originOf() }, []));
       const cookies = response.getHeader('set-cookie');
       if (cookies !== undefined) {
         response.setHeader('set-cookie', [cookies].flat().map((cookie) => rewriteCookiePath(String(cookie), prefix)));
