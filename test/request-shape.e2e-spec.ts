@@ -117,11 +117,9 @@ describe("Express's requests and responses under the gateway's request hook", ()
     const [a, b] = withHook.seen.plainAll.slice(-2);
     expect({ req: hasFastProperties(a.req), res: hasFastProperties(a.res) }).toEqual({ req: true, res: true });
     expect({ req: haveSameClass(a.req, b.req), res: haveSameClass(a.res, b.res) }).toEqual({ req: true, res: true });
-    // Without the gateway every request has classes of its own on V8 before 13 (whether V8 then
-    // keeps a response in fast mode varies from run to run on Node 22: not asserted).
-    for (let i = 0; i < 3; i++) await request(without.s.url).get('/plain').expect(200);
-    const [c, d] = without.seen.plainAll.slice(-2);
-    expect(haveSameClass(c.req, d.req)).toBe(v8Major >= 13);
+    // Without the gateway every request has classes of its own on V8 before 13, as a rule: not
+    // asserted, as V8 shared them once in a full-suite run on Node 20 (and kept a response in
+    // fast mode once on Node 22), which is V8's doing, not the library's.
   });
 
   it('puts requests the server built before into dictionary mode, on V8 before 13 only', async () => {
