@@ -8,11 +8,14 @@ import {
   GatewayService,
   MountGateway,
   PathInfo,
+  cgiApp,
   fetchApp,
+  proxyApp,
+  type GatewayAppLike,
 } from 'nest-gateway';
 import { getEventListeners } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { brotliCompressSync, deflateSync, gunzipSync, gzipSync } from 'node:zlib';
 import request from 'supertest';
 import { send } from './fixtures/http-client.js';
@@ -698,5 +701,64 @@ describe('GatewayService.callApp', () => {
     }
     const after = prototypes.map((p) => [Object.getPrototypeOf(p), Object.getOwnPropertyNames(p).sort().join()]);
     expect(after).toEqual(before);
+  });
+});
+
+describe('a body too big to read, passed on unchanged', () => {
+  const SIZE = 200 * 1024;
+  const OUTPUT_SCRIPT = fileURLToPath(new URL('./fixtures/cgi/output.sh', import.meta.url));
+  const bigListener = (_req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('content-type', 'application/octet-stream');
+    res.end(Buffer.alloc(SIZE, 'b'));
+  };
+  let upstream: http.Server;
+  let proxy: ReturnType<typeof proxyApp>;
+  let s: Started;
+  beforeAll(async () => {
+    upstream = http.createServer(bigListener);
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    proxy = proxyApp(`http://127.0.0.1:${(upstream.address() as { port: number }).port}`);
+    const apps: Record<string, GatewayAppLike> = {
+      node: bigListener,
+      proxy,
+      fetch: fetchApp(() => new Response(new Blob([Buffer.alloc(SIZE, 'b')]))),
+      cgi: cgiApp(OUTPUT_SCRIPT),
+    };
+
+    @Controller('over-limit')
+    class OverLimit {
+      constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+      @Get(':kind/*path')
+      async passOn(@Req() req: IncomingMessage & { params: { kind: string } }, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(apps[req.params.kind], req, pathInfo);
+        await expect(response.text({ limit: 1000 })).rejects.toBeInstanceOf(BodyTooLargeError);
+        return response;
+      }
+
+      @Get('destroyed/:kind/*path')
+      async destroyed(@Req() req: IncomingMessage & { params: { kind: string } }, @PathInfo() pathInfo: string) {
+        const response = await this.gateway.callApp(apps[req.params.kind], req, pathInfo);
+        response.body?.destroy();
+        return response;
+      }
+    }
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [OverLimit] });
+  });
+  afterAll(async () => {
+    await s?.close();
+    await proxy?.close();
+    upstream?.close();
+  });
+
+  it.each(['node', 'proxy', 'fetch', 'cgi'])('sends every byte of it when returned after text() refused it (%s)', async (kind) => {
+    const res = await send(`${s.url}/over-limit/${kind}/x?a=${SIZE}`);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(SIZE);
+  });
+
+  it.each(['node', 'proxy', 'fetch', 'cgi'])('answers 500, not an empty success, for a response whose body was destroyed (%s)', async (kind) => {
+    const res = await send(`${s.url}/over-limit/destroyed/${kind}/x`);
+    expect(res.status).toBe(500);
   });
 });

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { decodeContent } from './content-coding.js';
-import { readLimited } from './read-body.js';
+import { BodyTooLargeError, readLimited } from './read-body.js';
 import { type BodyInit, knownLength, toReadable } from './body-source.js';
 import { defaultStatusText } from './status-text.js';
 import { type HeaderPairs, pairValue } from './header-pairs.js';
@@ -20,7 +20,8 @@ export interface GatewayResponseInit {
 
 export interface ReadOptions {
   /**
-   * Largest body, in bytes, that is read into memory; a bigger one rejects with `BodyTooLargeError`.
+   * Largest body, in bytes, that is read into memory; a bigger one rejects with
+   * `BodyTooLargeError`, and stays the response's body, whole: it can still be sent on.
    * @default 10485760 (10 MiB)
    */
   limit?: number;
@@ -136,7 +137,12 @@ export class GatewayResponse {
   async bytes(options: ReadOptions = {}): Promise<Buffer> {
     if (!this._body) return Buffer.alloc(0);
     const limit = options.limit ?? DEFAULT_READ_LIMIT;
-    const bytes = await readLimited(this._body, limit);
+    const { bytes, rest } = await readLimited(this._body, limit);
+    if (rest) {
+      // Still the whole body, unchanged: a caller may pass on what it could not look at.
+      this._body = rest;
+      throw new BodyTooLargeError(limit);
+    }
     this._body = toReadable(bytes);
     return decodeContent(bytes, this.header('content-encoding'), limit);
   }
