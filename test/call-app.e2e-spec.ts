@@ -762,3 +762,48 @@ describe('a body too big to read, passed on unchanged', () => {
     expect(res.status).toBe(500);
   });
 });
+
+describe("a caller's signal aborting while a fetch app's body streams", () => {
+  let s: Started;
+  const cancelled = { count: 0 };
+  beforeAll(async () => {
+    const slowLines = fetchApp(() => {
+      let i = 0;
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            if (i++ > 60) controller.close();
+            else controller.enqueue(new TextEncoder().encode(`line ${i}\n`));
+          },
+          cancel() {
+            cancelled.count++;
+          },
+        }),
+      );
+    });
+
+    @Controller('aborted-stream')
+    class AbortedStream {
+      constructor(@Inject(GatewayService) private readonly gateway: GatewayService) {}
+
+      @Get('*path')
+      async call(@Req() req: unknown, @PathInfo() pathInfo: string) {
+        const caller = new AbortController();
+        const response = await this.gateway.callApp(slowLines, req, pathInfo, { signal: caller.signal });
+        setTimeout(() => caller.abort(), 300);
+        return response;
+      }
+    }
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [AbortedStream] });
+  });
+  afterAll(() => s?.close());
+
+  it('breaks the body off and cancels the app’s stream, as for the other kinds', async () => {
+    const started = Date.now();
+    await expect(send(`${s.url}/aborted-stream/x`)).rejects.toThrow();
+    // The app would have streamed for 3 s.
+    expect(Date.now() - started).toBeLessThan(2000);
+    await waitFor(() => cancelled.count === 1, 2000, "the app's stream cancelled");
+  });
+});

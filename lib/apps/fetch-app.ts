@@ -1,4 +1,6 @@
 import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { abortWatchOf } from '../http/client-exchange.js';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { createRequest } from '../http/lazy-request.js';
 import { sendAndReport, setResponseHead } from '../http/send-gateway-response.js';
@@ -48,8 +50,19 @@ async function toGatewayResponse(response: Response, exchange: GatewayExchange):
     status: response.status,
     statusText: response.statusText,
     headers,
-    body: complete ?? (body ? readableFrom(body) : null),
+    body: complete ?? (body ? streamedBody(body, exchange) : null),
   });
+}
+
+/**
+ * The rest of the app's body as a Node stream that breaks off when the call aborts (the
+ * caller's signal, the client gone), cancelling the app's stream, as the other kinds do.
+ */
+function streamedBody(start: BodyStart, exchange: GatewayExchange): Readable {
+  const body = readableFrom(start);
+  const unwatch = abortWatchOf(exchange).whenAborted(() => body.destroy(new Error(`Call of ${exchange.name} was aborted`)));
+  body.once('close', unwatch);
+  return body;
 }
 
 /**
