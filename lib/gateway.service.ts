@@ -312,6 +312,8 @@ function applyHeaderChanges(
     const length = knownLength(replacedBody);
     overrides.set('transfer-encoding', length === undefined ? 'chunked' : null);
     overrides.set('content-length', length === undefined || replacedBody === null ? null : String(length));
+    // No body has no type: an app would otherwise look for the JSON the client's Content-Type names.
+    if (replacedBody === null && !overrides.has('content-type')) overrides.set('content-type', null);
   }
   if (overrides.size === 0) return raw;
   const result: string[] = [];

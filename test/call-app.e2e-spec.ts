@@ -350,6 +350,11 @@ class FilterController {
     });
   }
 
+  @All('no-body/*path')
+  noBody(@Req() req: unknown, @PathInfo() pathInfo: string) {
+    return this.gateway.callApp(echoListener, req, pathInfo, { body: null });
+  }
+
   @Get('headers-view/*path')
   headersView(@Req() req: unknown, @PathInfo() pathInfo: string) {
     // What libraries that treat req.headers as Node's own object do with it.
@@ -655,6 +660,14 @@ describe('GatewayService.callApp', () => {
     expect(res.body.headers['user-agent']).toBeUndefined();
     expect(Buffer.from(res.body.bodyHex, 'hex').toString()).toBe('replacement body');
     expect(res.body.headers['content-length']).toBe('16');
+  });
+
+  it('takes the framing and the Content-Type off a body replaced by none', async () => {
+    const res = await request(s.url).post('/no-body/x').set('content-type', 'application/json').send('{"a":1}');
+    expect(res.body.bodyHex).toBe('');
+    expect(res.body.headers['content-type']).toBeUndefined();
+    expect(res.body.headers['content-length']).toBeUndefined();
+    expect(res.body.headers['transfer-encoding']).toBeUndefined();
   });
 
   it("gives the app headers in an object like Node's own req.headers", async () => {
