@@ -1,15 +1,18 @@
 /**
- * A call that is abandoned (timeout, the caller's signal) before its app read the client's
- * request body: the client still gets its answer on the same connection.
+ * A call that is abandoned (timeout, the caller's signal) or done with before its app read the
+ * client's request body: the client still gets its answer on the same connection, and the
+ * next app called on the request gets the body whole.
  */
 import { All, Controller, Inject, Req } from '@nestjs/common';
 import { GatewayModule, GatewayService, MountGateway, PathInfo } from 'nest-gateway';
+import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { send } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 
 const BODY = Buffer.alloc(100 * 1024, 'x');
 const UPLOAD = { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: BODY };
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /** A slow backend: it reads the body and answers only after the caller has given up. */
 function readsTooLate(req: IncomingMessage, res: ServerResponse) {
@@ -22,6 +25,25 @@ function readsTooLate(req: IncomingMessage, res: ServerResponse) {
 /** Starts reading the body, then stalls (a lock, a slow disk). */
 function stallsAfterFirstChunk(req: IncomingMessage, _res: ServerResponse) {
   req.once('data', () => req.pause());
+}
+
+/** Turns the request away without reading its body (a 401, a redirect). */
+function refuses(_req: IncomingMessage, res: ServerResponse) {
+  res.statusCode = 401;
+  res.end('no');
+}
+
+function hashesBody(req: IncomingMessage, res: ServerResponse) {
+  const hash = createHash('sha256');
+  let length = 0;
+  req.on('data', (chunk: Buffer) => {
+    length += chunk.length;
+    hash.update(chunk);
+  });
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ length, sha256: hash.digest('hex') }));
+  });
 }
 
 @MountGateway('mount-timeout', readsTooLate, { timeout: 200 })
@@ -48,6 +70,13 @@ class CallController {
     } catch {
       return { fallback: true };
     }
+  }
+
+  @All('in-turn/*path')
+  async inTurn(@Req() req: IncomingMessage, @PathInfo() pathInfo: string) {
+    const first = await this.gateway.callApp(refuses, req, pathInfo);
+    await first.text();
+    return this.gateway.callApp(hashesBody, req, pathInfo, { timeout: 2000 });
   }
 }
 
@@ -77,5 +106,19 @@ describe('a call abandoned before its app read the request body', () => {
   it('callApp with a timeout, the app having read part of the body: the client gets the 504', async () => {
     const reply = await send(`${s.url}/stalled/x`, UPLOAD);
     expect(reply.status).toBe(504);
+  });
+});
+
+describe('apps called in turn on one request', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [CallController] });
+  });
+  afterAll(() => s.close());
+
+  it('the second gets the whole body the first left unread', async () => {
+    const reply = await send(`${s.url}/in-turn/x`, UPLOAD);
+    expect(reply.status).toBe(200);
+    expect(reply.json()).toEqual({ length: BODY.length, sha256: sha256(BODY) });
   });
 });

@@ -74,11 +74,13 @@ export function createReleasableInnerRequest(init: InnerRequestInit): InnerReque
     body!.on('data', onData).once('end', onEnd).once('error', onError);
   };
   if (!body) finish();
-  else {
+  else if (!borrowed) {
     attach();
     body.pause();
   }
   // Own properties: IncomingMessage's versions would resume or destroy the shared socket.
+  // The client's request is listened to only once the app reads: one that never does leaves it
+  // untouched, for the next call or for Node's server to drain.
   inner._read = () => {
     if (!body || released) return;
     if (!attached) attach();
