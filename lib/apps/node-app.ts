@@ -5,7 +5,7 @@ import { captureResponseInto } from '../http/capture-response.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { isNextFailure, lateFailure } from '../http/failures.js';
 import { setHeaderLines } from '../http/header-lines.js';
-import { createInnerRequest, headersFromRaw } from '../http/inner-request.js';
+import { createReleasableInnerRequest, headersFromRaw } from '../http/inner-request.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import { settleOnce } from '../http/settle-once.js';
 import { addsOnlyApp, handleInPlace, handlesInPlace, leaveInPlace, setOwnApp } from '../platform/express-in-place.js';
@@ -95,7 +95,7 @@ function appUrl(exchange: GatewayExchange): string {
  */
 function callListener(listener: NodeListener, exchange: GatewayExchange): Promise<GatewayResponse> {
   const { request, response } = listener as AppPrototypes;
-  const inner = createInnerRequest({
+  const { request: inner, releaseBody } = createReleasableInnerRequest({
     outer: exchange.req,
     method: exchange.method,
     url: appUrl(exchange),
@@ -131,6 +131,9 @@ function callListener(listener: NodeListener, exchange: GatewayExchange): Promis
       onceThenNothing(() => {
         stopWatching();
         end.release();
+        // Answered: as under Node's server, the app reads no more of the body, and the next
+        // call on this request (or Node's server) gets what it left.
+        releaseBody();
       }),
     );
     invoke(listener, inner, capture.res, end.next, fail);

@@ -17,11 +17,25 @@ export interface InnerRequestInit {
   readonly prototype?: object;
 }
 
+/** An inner request, and what lets go of the client's body once the call is done with it. */
+export interface InnerRequestHandle {
+  readonly request: IncomingMessage;
+  /**
+   * Stops reading the client's own request for this call (listeners off, no pause of its own
+   * left in force), so that a later call, or Node's server, can take the rest. Idempotent.
+   */
+  releaseBody(): void;
+}
+
 /**
  * A fresh IncomingMessage for one call of an app: its own URL, headers and body stream, so the
  * client's request object is never mutated and can be handed to several apps in turn.
  */
 export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
+  return createReleasableInnerRequest(init).request;
+}
+
+export function createReleasableInnerRequest(init: InnerRequestInit): InnerRequestHandle {
   const { outer, body } = init;
   const inner = constructWithPrototype(IncomingMessage, init.prototype, outer.socket);
   inner.method = init.method;
@@ -39,19 +53,49 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
     state.complete = true;
     inner.push(null);
   };
-  if (!body) {
+  // The client's own request is borrowed, not owned: destroying it would reset the client's
+  // connection, and the next call (or Node's server) still needs what this call leaves.
+  const borrowed = body !== null && body === (outer as Readable);
+  let attached = false;
+  let released = false;
+  const onData = (chunk: Buffer) => {
+    if (!inner.push(chunk)) body!.pause();
+  };
+  const onEnd = () => {
+    detach();
     finish();
-  } else {
-    body.on('data', (chunk: Buffer) => {
-      if (!inner.push(chunk)) body.pause();
-    });
-    body.once('end', finish);
-    body.once('error', (error) => inner.destroy(error));
+  };
+  const onError = (error: Error) => inner.destroy(error);
+  const detach = () => {
+    body!.off('data', onData).off('end', onEnd).off('error', onError);
+  };
+  const attach = () => {
+    attached = true;
+    body!.on('data', onData).once('end', onEnd).once('error', onError);
+  };
+  if (!body) finish();
+  else if (!borrowed) {
+    attach();
     body.pause();
   }
   // Own properties: IncomingMessage's versions would resume or destroy the shared socket.
+  // The client's request is listened to only once the app reads: one that never does leaves it
+  // untouched, for the next call or for Node's server to drain.
   inner._read = () => {
-    body?.resume();
+    if (!body || released) return;
+    if (!attached) attach();
+    body.resume();
+  };
+  const releaseBody = () => {
+    if (!borrowed || released) return;
+    released = true;
+    if (!attached || state.complete) return;
+    detach();
+    // Bytes nobody has taken yet stay for the next reader; once some were read, the body can
+    // no longer be had whole, and the rest is drained (and recorded for replay when within
+    // bodyReplayLimit) as Node's server drains a body left unread.
+    if (body.readableDidRead) body.resume();
+    else body.pause();
   };
   // As Node's own: destroyed before it was read to its end (a GET the app never read included),
   // the request was aborted.
@@ -60,10 +104,11 @@ export function createInnerRequest(init: InnerRequestInit): IncomingMessage {
       state.aborted = true;
       inner.emit('aborted');
     }
-    if (!state.complete) body?.destroy();
+    if (borrowed) releaseBody();
+    else if (!state.complete) body?.destroy();
     callback(error);
   };
-  return inner;
+  return { request: inner, releaseBody };
 }
 
 /**
