@@ -60,10 +60,15 @@ async function toGatewayResponse(response: Response, exchange: GatewayExchange):
  */
 function streamedBody(start: BodyStart, exchange: GatewayExchange): Readable {
   const body = readableFrom(start);
+  // The break reaches a reader through its own listener; a body nobody reads (yet, or any
+  // more) must not turn it into an uncaught exception.
+  body.on('error', ignore);
   const unwatch = abortWatchOf(exchange).whenAborted(() => body.destroy(new Error(`Call of ${exchange.name} was aborted`)));
   body.once('close', unwatch);
   return body;
 }
+
+function ignore(): void {}
 
 /**
  * Mounts answer on the client's response directly: no body, or a body that was complete at
