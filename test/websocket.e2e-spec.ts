@@ -137,6 +137,22 @@ describe('WebSocket pass-through', () => {
     await expect(connect(wsUrl('/plain'))).rejects.toMatchObject({ status: 200 });
   });
 
+  it('a mounted http.Server without upgrade listeners serves an upgrade request as a plain one', async () => {
+    const server = createServer((_req, res) => res.end('plain'));
+    @MountGateway('no-upgrades', server)
+    class NoUpgradesMount {}
+    const other = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NoUpgradesMount] });
+    const ws = new WebSocket(other.url.replace('http:', 'ws:') + '/no-upgrades/');
+    ws.on('error', () => undefined);
+    try {
+      const [, res] = (await within(once(ws, 'unexpected-response'), 3000, 'a plain answer')) as [unknown, IncomingMessage];
+      expect(res.statusCode).toBe(200);
+    } finally {
+      ws.terminate();
+      await other.close();
+    }
+  });
+
   it("an upgrade listener's error with an HTTP status refuses the upgrade with that status", async () => {
     const refusing = nodeApp((_req, res) => res.end('plain'), {
       upgrade: () => {
