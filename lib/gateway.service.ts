@@ -23,7 +23,7 @@ import type {
   GatewayModuleOptions,
   MountOptions,
 } from './interfaces/gateway-options.interface.js';
-import { installExpressRequestHooks, mountPathMatcher } from './platform/express-platform.js';
+import { installExpressRequestHooks, mountOfPath } from './platform/express-platform.js';
 import { installUpgradeDispatch, refuseUpgrade, upgradeOf } from './platform/upgrade-dispatch.js';
 import { ALREADY_SENT, hookAdapterReply } from './platform/reply-hook.js';
 import { clientView, originalUrlOf, rawRequest, rawResponse } from './platform/request-info.js';
@@ -83,7 +83,7 @@ export class GatewayService implements OnApplicationBootstrap {
     if (!server || UPGRADES_HOOKED in server) return;
     Object.defineProperty(server, UPGRADES_HOOKED, { value: true });
     const instance = adapter.getInstance();
-    installUpgradeDispatch(server, instance, mountPathMatcher(instance), this.logger);
+    installUpgradeDispatch(server, instance, mountOfPath(instance), this.logger);
   }
 
   /**

@@ -137,6 +137,22 @@ describe('WebSocket pass-through', () => {
     await expect(connect(wsUrl('/plain'))).rejects.toMatchObject({ status: 200 });
   });
 
+  it('a mounted http.Server without upgrade listeners serves an upgrade request as a plain one', async () => {
+    const server = createServer((_req, res) => res.end('plain'));
+    @MountGateway('no-upgrades', server)
+    class NoUpgradesMount {}
+    const other = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NoUpgradesMount] });
+    const ws = new WebSocket(other.url.replace('http:', 'ws:') + '/no-upgrades/');
+    ws.on('error', () => undefined);
+    try {
+      const [, res] = (await within(once(ws, 'unexpected-response'), 3000, 'a plain answer')) as [unknown, IncomingMessage];
+      expect(res.statusCode).toBe(200);
+    } finally {
+      ws.terminate();
+      await other.close();
+    }
+  });
+
   it("an upgrade listener's error with an HTTP status refuses the upgrade with that status", async () => {
     const refusing = nodeApp((_req, res) => res.end('plain'), {
       upgrade: () => {
@@ -164,6 +180,78 @@ describe('WebSocket pass-through', () => {
     } finally {
       await other.close();
       await down.close();
+    }
+  });
+});
+
+describe('proxyApp upgrades an upstream does not answer', () => {
+  /** An upstream that takes connections and never answers; counts the ones still open. */
+  async function silentUpstream(): Promise<{ url: string; open(): number; close(): void }> {
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createTcpServer((socket) => {
+      sockets.add(socket);
+      // Read, so that the gateway closing the connection is seen.
+      socket.resume();
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      open: () => sockets.size,
+      close: () => {
+        for (const socket of sockets) socket.destroy();
+        server.close();
+      },
+    };
+  }
+
+  const upgradeRequest = 'GET /silent/ HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+
+  it('a client that leaves mid-handshake closes the upstream connection and its own, quietly', async () => {
+    const upstream = await silentUpstream();
+    const app = proxyApp(upstream.url, { headersTimeout: 0 });
+    @MountGateway('silent', app)
+    class SilentMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [SilentMount] });
+    const server = s.app.getHttpServer() as Server;
+    const gatewayConnections = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));
+    try {
+      const { port } = new URL(s.url);
+      const client = connectTcp(Number(port), '127.0.0.1');
+      client.on('error', () => undefined);
+      await once(client, 'connect');
+      client.write(upgradeRequest);
+      await waitFor(() => upstream.open() === 1, 3000, 'the upstream connection');
+      client.end();
+      await waitFor(() => upstream.open() === 0, 3000, 'the upstream connection closed');
+      await waitFor(async () => (await gatewayConnections()) === 0, 3000, "the client's connection closed");
+      client.destroy();
+      expect(s.logger.errors()).toEqual([]);
+    } finally {
+      await s.close();
+      await app.close();
+      upstream.close();
+    }
+  });
+
+  it('an upgrade the upstream does not answer in time gets 504, logged once', async () => {
+    const upstream = await silentUpstream();
+    const app = proxyApp(upstream.url, { headersTimeout: 200 });
+    @MountGateway('silent', app)
+    class SilentMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [SilentMount] });
+    try {
+      await expect(connect(s.url.replace('http:', 'ws:') + '/silent/')).rejects.toMatchObject({ status: 504 });
+      expect(s.logger.lines.filter((line) => line.level !== 'log')).toEqual([
+        expect.objectContaining({ level: 'warn', message: expect.stringContaining('did not answer the upgrade within 200 ms') }),
+      ]);
+    } finally {
+      await s.close();
+      await app.close();
+      upstream.close();
     }
   });
 });

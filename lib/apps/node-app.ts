@@ -43,18 +43,28 @@ export interface NodeAppOptions {
  * listeners serve the mount, so an app with a `ws` server attached keeps its WebSockets.
  */
 export function nodeApp(listener: NodeListener | Server, options: NodeAppOptions = {}): GatewayApp {
-  let upgrade = options.upgrade;
+  let upgradeNow = (): UpgradeListener | undefined => options.upgrade;
   if (listener instanceof Server) {
     const server = listener;
     listener = (req, res) => void server.emit('request', req, res);
-    upgrade ??= (req, socket, head) => void server.emit('upgrade', req, socket, head);
+    const serverUpgrade: UpgradeListener = (req, socket, head) => void server.emit('upgrade', req, socket, head);
+    // Asked per request: listeners may be added after mounting, and a server without any
+    // serves an upgrade request as a plain one.
+    upgradeNow = () => options.upgrade ?? (server.listenerCount('upgrade') > 0 ? serverUpgrade : undefined);
   }
   const handler = listener;
+  const upgrade = async (exchange: GatewayExchange, socket: Duplex, head: Buffer) => {
+    const listenerNow = upgradeNow();
+    if (!listenerNow) throw new Error('The mounted server stopped listening for upgrades');
+    upgradeListener(listenerNow, exchange, socket, head);
+  };
   return brand<GatewayApp>({
     kind: 'node',
     call: (exchange) => callListener(handler, exchange),
     serve: (exchange, res) => serveListener(handler, exchange, res),
-    upgrade: upgrade && (async (exchange, socket, head) => upgradeListener(upgrade!, exchange, socket, head)),
+    get upgrade() {
+      return upgradeNow() && upgrade;
+    },
   });
 }
 

@@ -7,7 +7,7 @@ import { type GatewayResponse, responseOfHead } from '../http/gateway-response.j
 import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
-import { proxyUpgrade } from '../proxy/proxy-upgrade.js';
+import { ClientLeftError, proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { dispatchUpstream, type UpstreamResponse } from '../proxy/upstream-exchange.js';
 import { createUpstream, UpstreamBalancer, type Upstream } from '../proxy/upstream-pool.js';
@@ -64,6 +64,8 @@ const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 // `.` and `..` segments, also percent-encoded or between backslashes: an upstream that resolves
 // them (WHATWG URL parsers, Tomcat, Apache) would serve paths outside its base path.
 const DOT_SEGMENT = /(?:^|\/|\\|%5c)(?:\.|%2e){1,2}(?=\/|\\|%5c|$)/i;
+/** nginx's status for a client that left before the answer; nobody receives it. */
+const CLIENT_CLOSED_REQUEST = 499;
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
 // Failures where the upstream never saw the request, so another one may take it.
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
@@ -147,6 +149,12 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
     try {
       await proxyUpgrade(upstream, exchange, socket, head, headers, pathOf(upstream, exchange), options.headersTimeout ?? 30_000);
     } catch (error) {
+      if (error instanceof ClientLeftError) {
+        exchange.logger.debug?.(`${exchange.name}: ${error.message}`);
+        throw new HttpException(error.message, CLIENT_CLOSED_REQUEST, { cause: error });
+      }
+      // The gateway logs a timeout (or any other HTTP error) once, as it answers with it.
+      if (error instanceof HttpException) throw error;
       throw toHttpError(error, (error as NodeJS.ErrnoException).code ?? '', upstream, exchange);
     }
   };

@@ -3,6 +3,7 @@ import { toGatewayApp, type GatewayAppLike } from '../apps/to-gateway-app.js';
 import { GatewayService } from '../gateway.service.js';
 import type { MountOptions } from '../interfaces/gateway-options.interface.js';
 import { MOUNT_WILDCARD } from '../platform/mount-matcher.js';
+import { recordMountedApp } from '../platform/upgrading-mounts.js';
 import { PathInfo } from './path-info.decorator.js';
 
 /** The handler every mount class gets; its name shows in Nest's route log. */
@@ -26,6 +27,7 @@ export function MountGateway(path: string, app: GatewayAppLike, options: MountOp
   const gatewayApp = toGatewayApp(app);
   const settings = { ...options, name: options.name ?? `/${path.replace(/^\/+/, '')}` };
   return (target) => {
+    recordMountedApp(path, gatewayApp);
     Controller({ path, version: options.version })(target);
     const prototype = target.prototype as Record<string, unknown>;
     Object.defineProperty(prototype, HANDLER, {

@@ -45,13 +45,19 @@ export function installExpressRequestHooks(app: ExpressApp, options: RequestHook
 
 /** Whether a raw request path falls under a mount; the routes are read once, on first use. */
 export function mountPathMatcher(app: ExpressApp): (path: string) => boolean {
-  let mountPrefixes: RegExp[] | undefined;
+  const mountOf = mountOfPath(app);
+  return (path) => mountOf(path) !== undefined;
+}
+
+/** The path of the mount (its route's path, without the wildcard) a raw request path falls under. */
+export function mountOfPath(app: ExpressApp): (path: string) => string | undefined {
+  let mounts: { prefix: RegExp; path: string }[] | undefined;
   return (path) => {
-    mountPrefixes ??= (app.router?.stack ?? [])
+    mounts ??= (app.router?.stack ?? [])
       .map((layer) => layer.route?.path)
       .filter(isMountPattern)
-      .map(compileMountPrefix);
-    return mountPrefixes.some((prefix) => prefix.test(path));
+      .map((pattern) => ({ prefix: compileMountPrefix(pattern), path: mountPathOf(pattern) }));
+    return mounts.find((mount) => mount.prefix.test(path))?.path;
   };
 }
 

@@ -1,7 +1,9 @@
 import type { Logger } from '@nestjs/common';
 import { ServerResponse, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { announcesBody, decideUpgradesEarly } from './early-upgrade-decision.js';
 import { passesEveryRequestTo } from './request-shape.js';
+import { mountMayUpgrade } from './upgrading-mounts.js';
 
 const UPGRADE = Symbol.for('nest-gateway.upgrade');
 
@@ -22,17 +24,24 @@ export function upgradeOf(req: IncomingMessage): PendingUpgrade | undefined {
  * any request, so that middleware and guards decide who may upgrade: a refusal is an
  * ordinary HTTP response on the connection. The mount then hands the connection to its app.
  * Paths that are not mounts are left to other `upgrade` listeners (Nest's own WebSocket
- * gateways); without any, they are served as plain requests, as Node does when nobody
- * listens for upgrades.
+ * gateways). Requests no listener would take (other paths without such listeners, mounts whose
+ * app does not upgrade, requests with a body) are parsed as plain requests, as Node does when
+ * nobody listens for upgrades.
  */
 export function installUpgradeDispatch(
   server: Server,
   handle: (req: IncomingMessage, res: ServerResponse) => void,
-  isMountPath: (path: string) => boolean,
+  mountOf: (path: string) => string | undefined,
   logger: Logger,
 ): void {
+  const isMountPath = (path: string) => mountOf(path) !== undefined;
+  decideUpgradesEarly(server, (req) => {
+    const mount = mountOf(pathOf(req));
+    if (mount === undefined) return server.listenerCount('upgrade') > 1;
+    return !announcesBody(req) && mountMayUpgrade(mount);
+  });
   const listener = function nestGatewayUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = pathOf(req);
     if (!isMountPath(path) && server.listenerCount('upgrade') > 1) return;
     socket.on('error', (error) => logger.debug?.(`Upgrade connection for ${path} failed: ${error.message}`));
     const res = new ServerResponse(req);
@@ -57,6 +66,10 @@ export function installUpgradeDispatch(
   // It hands every upgrade to the app while it is the only 'upgrade' listener.
   passesEveryRequestTo(listener, handle, 'upgrade');
   server.on('upgrade', listener);
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0];
 }
 
 /** Answers an upgrade request on its raw connection with a bodiless error and closes it. */

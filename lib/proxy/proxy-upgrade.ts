@@ -38,10 +38,22 @@ export function proxyUpgrade(
       headersTimeout > 0
         ? setTimeout(() => request.destroy(new GatewayTimeoutException(`upstream ${upstream.name} did not answer the upgrade within ${headersTimeout} ms`)), headersTimeout)
         : undefined;
-    const onClientGone = () => request.destroy(new Error('client went away'));
+    // Node leaves an upgrade's connection paused, so a client's end (FIN) is only seen once
+    // the connection is read; what the client sends early goes to the upstream after the switch.
+    const early: Buffer[] = [];
+    const keepEarly = (chunk: Buffer) => void early.push(chunk);
+    const onClientGone = () => {
+      client.destroy();
+      request.destroy(new ClientLeftError());
+    };
+    client.on('data', keepEarly);
+    client.once('end', onClientGone);
     client.once('close', onClientGone);
     const settle = () => {
       clearTimeout(timer);
+      client.pause();
+      client.off('data', keepEarly);
+      client.off('end', onClientGone);
       client.off('close', onClientGone);
     };
 
@@ -49,7 +61,7 @@ export function proxyUpgrade(
       settle();
       client.write(head101(response), 'latin1');
       if (upstreamHead.length > 0) client.write(upstreamHead);
-      if (head.length > 0) upstreamSocket.write(head);
+      for (const chunk of [head, ...early]) if (chunk.length > 0) upstreamSocket.write(chunk);
       join(client, upstreamSocket);
       resolve();
     });
@@ -66,6 +78,13 @@ export function proxyUpgrade(
     });
     request.end();
   });
+}
+
+/** The client left before the upstream answered the upgrade: nobody is left to answer. */
+export class ClientLeftError extends Error {
+  constructor() {
+    super('client left before the upstream answered the upgrade');
+  }
 }
 
 function join(a: Duplex, b: Duplex): void {
