@@ -41,7 +41,13 @@ export function proxyUpgrade(
     // Node leaves an upgrade's connection paused, so a client's end (FIN) is only seen once
     // the connection is read; what the client sends early goes to the upstream after the switch.
     const early: Buffer[] = [];
-    const keepEarly = (chunk: Buffer) => void early.push(chunk);
+    let earlyBytes = 0;
+    const keepEarly = (chunk: Buffer) => {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+      // A client has nothing to say before the switch but the start of its new protocol.
+      if (earlyBytes > MAX_EARLY_BYTES) onClientGone();
+    };
     const onClientGone = () => {
       client.destroy();
       request.destroy(new ClientLeftError());
@@ -79,6 +85,9 @@ export function proxyUpgrade(
     request.end();
   });
 }
+
+/** What a client may send before the upstream has answered its upgrade, at most. */
+const MAX_EARLY_BYTES = 64 * 1024;
 
 /** The client left before the upstream answered the upgrade: nobody is left to answer. */
 export class ClientLeftError extends Error {
