@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { ignoreError } from '../http/body-source.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { createRequest } from '../http/lazy-request.js';
@@ -62,13 +63,11 @@ function streamedBody(start: BodyStart, exchange: GatewayExchange): Readable {
   const body = readableFrom(start);
   // The break reaches a reader through its own listener; a body nobody reads (yet, or any
   // more) must not turn it into an uncaught exception.
-  body.on('error', ignore);
+  body.on('error', ignoreError);
   const unwatch = abortWatchOf(exchange).whenAborted(() => body.destroy(new Error(`Call of ${exchange.name} was aborted`)));
   body.once('close', unwatch);
   return body;
 }
-
-function ignore(): void {}
 
 /**
  * Mounts answer on the client's response directly: no body, or a body that was complete at

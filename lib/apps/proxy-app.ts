@@ -6,6 +6,7 @@ import { brand, type GatewayApp } from './gateway-app.js';
 import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { UNSENDABLE_VALUE } from '../http/header-pairs.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { ClientLeftError, proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
@@ -169,12 +170,10 @@ function refuseDotSegments(pathInfo: string): void {
 function toGatewayResponse(response: UpstreamResponse): GatewayResponse {
   const pairs = clientResponsePairs(response.rawHeaders);
   // A reason phrase is only words for people: one Node would refuse to send gets the standard one.
-  const statusText = response.statusText && !UNSENDABLE.test(response.statusText) ? response.statusText : undefined;
+  const statusText = response.statusText && !UNSENDABLE_VALUE.test(response.statusText) ? response.statusText : undefined;
   return responseOfHead({ status: response.status, statusText, pairs }, response.body);
 }
 
-/** What Node refuses in a reason phrase or header value (its `checkInvalidHeaderChar`). */
-const UNSENDABLE = /[^\t\x20-\x7e\x80-\xff]/;
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {
   const message = (error as Error)?.message ?? String(error);

@@ -1,4 +1,4 @@
-import { appendPair, type HeaderPairs, pairValue, TOKEN, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
+import { appendPair, type HeaderPairs, pairValue, TOKEN, UNSENDABLE_VALUE, withoutConnectionListed, withoutOws } from '../http/header-pairs.js';
 import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
 /** The head of a CGI response (RFC 3875 6.2), as a script or FastCGI responder printed it. */
@@ -24,8 +24,6 @@ export class CgiProtocolError extends Error {
   }
 }
 
-// What Node itself accepts in a header value: no CR, LF, NUL or other control characters.
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const STATUS = /^([1-5]\d\d)(?:[ \t]+(.*))?$/;
 /** Statuses that carry no body, so a head without Content-Type is complete. */
 const BODYLESS = new Set([204, 304]);
@@ -88,7 +86,7 @@ function interpret(lines: readonly string[]): CgiResponseHead {
     const name = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(name)) throw new CgiProtocolError(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
     const value = withoutOws(line, colon + 1);
-    if (INVALID_VALUE.test(value)) {
+    if (UNSENDABLE_VALUE.test(value)) {
       throw new CgiProtocolError(`header ${name} contains a control character (CR, LF or NUL)`);
     }
     const lower = name.toLowerCase();

@@ -111,7 +111,8 @@ export abstract class PushedBody extends Readable implements WholeBodySource {
   }
 }
 
-function ignoreError(): void {}
+/** An 'error' listener that only keeps an error nobody else hears from being uncaught. */
+export function ignoreError(): void {}
 
 /**
  * How a producer (an app's response, a script's output, an upstream request) holds the body it

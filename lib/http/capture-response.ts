@@ -1,5 +1,6 @@
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { ignoreError } from './body-source.js';
 import { CaptureSocket } from './capture-socket.js';
 import { type GatewayResponse, responseOfHead } from './gateway-response.js';
 import { constructWithPrototype } from './with-prototype.js';
@@ -57,7 +58,7 @@ export function captureResponseInto(
     res.emit('drain');
   };
   socket.on('drain', onDrain);
-  res.on('error', ignore);
+  res.on('error', ignoreError);
   // Every byte is in the body by then; the consumer may take it whole before 'finish', which
   // waits for it to read what the app wrote beyond the body's high-water mark.
   const onPrefinish = () => socket.endBody();
@@ -99,8 +100,6 @@ const writeUnframedHead = function (this: ServerResponse) {
 function emitClose(res: ServerResponse): void {
   res.emit('close');
 }
-
-function ignore(): void {}
 
 /** Node keeps "needs drain" in a private symbol that its server resets before emitting 'drain'. */
 function clearNeedDrain(res: ServerResponse): void {

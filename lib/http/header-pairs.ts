@@ -10,6 +10,9 @@ import { HOP_BY_HOP_HEADERS, hopByHopNames } from './hop-by-hop.js';
  */
 export type HeaderPairs = string[];
 
+/** What Node refuses in a header value or reason phrase (its `checkInvalidHeaderChar`): CR, LF, NUL, other controls. */
+export const UNSENDABLE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
 /** A token (RFC 9110 5.6.2): what a header name must be. */
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
