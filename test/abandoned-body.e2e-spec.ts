@@ -7,6 +7,7 @@ import { All, Controller, Inject, Req } from '@nestjs/common';
 import { GatewayModule, GatewayService, MountGateway, PathInfo } from 'nest-gateway';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hashingListener } from './fixtures/apps.js';
 import { send } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 
@@ -31,19 +32,6 @@ function stallsAfterFirstChunk(req: IncomingMessage, _res: ServerResponse) {
 function refuses(_req: IncomingMessage, res: ServerResponse) {
   res.statusCode = 401;
   res.end('no');
-}
-
-function hashesBody(req: IncomingMessage, res: ServerResponse) {
-  const hash = createHash('sha256');
-  let length = 0;
-  req.on('data', (chunk: Buffer) => {
-    length += chunk.length;
-    hash.update(chunk);
-  });
-  req.on('end', () => {
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ length, sha256: hash.digest('hex') }));
-  });
 }
 
 @MountGateway('mount-timeout', readsTooLate, { timeout: 200 })
@@ -76,7 +64,7 @@ class CallController {
   async inTurn(@Req() req: IncomingMessage, @PathInfo() pathInfo: string) {
     const first = await this.gateway.callApp(refuses, req, pathInfo);
     await first.text();
-    return this.gateway.callApp(hashesBody, req, pathInfo, { timeout: 2000 });
+    return this.gateway.callApp(hashingListener, req, pathInfo, { timeout: 2000 });
   }
 }
 

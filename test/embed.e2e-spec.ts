@@ -479,6 +479,13 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
   }
   const membersApp = { module: class MembersModule {}, imports: [GatewayModule.forRoot({ loginUrl: '/login' })], controllers: [MembersController] };
   const browser = { accept: 'text/html' };
+  /** The app sees the path under the prefix, and its login redirect brings the browser back under it. */
+  const expectServedUnderNest = async (origin: string) => {
+    expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
+    const res = await send(`${origin}/nest/members/page`, { headers: browser });
+    expect(res.status).toBe(302);
+    expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+  };
 
   test('Koa: req.originalUrl keeps the prefix, so a login redirect brings the browser back under it', async () => {
     const listener = await createRequestListener(membersApp, { prefix: '/nest' });
@@ -490,10 +497,7 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
     const server = http.createServer(app.callback());
     const origin = await listen(server);
     try {
-      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
-      const res = await send(`${origin}/nest/members/page`, { headers: browser });
-      expect(res.status).toBe(302);
-      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+      await expectServedUnderNest(origin);
     } finally {
       await closeServer(server);
       await listener.close();
@@ -507,10 +511,7 @@ describe('a fixed prefix that the host leaves in the path (Koa, a fetch runtime)
     const server = createAdaptorServer({ fetch: app.fetch, overrideGlobalObjects: false }) as Server;
     const origin = await listen(server);
     try {
-      expect((await send(`${origin}/nest/original?x=1`)).json()).toEqual({ url: '/original?x=1', originalUrl: '/nest/original?x=1' });
-      const res = await send(`${origin}/nest/members/page`, { headers: browser });
-      expect(res.status).toBe(302);
-      expect(res.headers.location).toBe('/nest/login?next=%2Fnest%2Fmembers%2Fpage');
+      await expectServedUnderNest(origin);
     } finally {
       await closeServer(server);
       await handler.close();

@@ -8,6 +8,7 @@ import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { hashingListener } from './fixtures/apps.js';
 import { send } from './fixtures/http-client.js';
 import { startNest, type Started } from './fixtures/start.js';
 
@@ -57,20 +58,6 @@ const fetchHasher = fetchApp(async (request: Request) => {
   return Response.json(report('fetch', request.method, (name) => request.headers.get(name), body));
 });
 
-/** Node listener that only counts and hashes: it never holds the body. */
-function nodeCounter(req: IncomingMessage, res: ServerResponse) {
-  const hash = createHash('sha256');
-  let length = 0;
-  req.on('data', (chunk: Buffer) => {
-    length += chunk.length;
-    hash.update(chunk);
-  });
-  req.on('end', () => {
-    res.setHeader('content-type', 'application/json');
-    res.end(JSON.stringify({ length, sha256: hash.digest('hex') }));
-  });
-}
-
 // ---------------------------------------------------------------------------------------------
 // Nest side
 // ---------------------------------------------------------------------------------------------
@@ -81,7 +68,7 @@ class NodeMount {}
 @MountGateway('mount-fetch', fetchHasher)
 class FetchMount {}
 
-@MountGateway('count', nodeCounter)
+@MountGateway('count', hashingListener)
 class CountMount {}
 
 @Controller()
