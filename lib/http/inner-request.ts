@@ -1,5 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { ignoreError } from './body-source.js';
 import { setHeaderLines } from './header-lines.js';
 import { constructWithPrototype } from './with-prototype.js';
 
@@ -46,7 +47,7 @@ export function createReleasableInnerRequest(init: InnerRequestInit): InnerReque
   setHeaderLines(inner, [...init.rawHeaders], headersFromRaw(init.rawHeaders));
   Object.assign(inner, init.extras);
   // The app may not listen for errors; a broken client upload must not crash the process.
-  inner.on('error', () => undefined);
+  inner.on('error', ignoreError);
 
   const state = inner as IncomingMessage & { complete: boolean; aborted: boolean };
   const finish = () => {
