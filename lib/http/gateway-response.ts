@@ -1,3 +1,4 @@
+import { StreamableFile } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import { decodeContent } from './content-coding.js';
 import { BodyTooLargeError, readLimited } from './read-body.js';
@@ -116,6 +117,14 @@ export class GatewayResponse {
     else headers.set('content-length', String(length));
   }
 
+  /**
+   * The body, for Nest, which sees a GatewayResponse as a `StreamableFile` (see below) and
+   * destroys this stream when the response is not sent (the client left while interceptors ran).
+   */
+  getStream(): Readable | null {
+    return this._body;
+  }
+
   /** Replaces status (and optionally reason phrase); returns this for chaining. */
   setStatus(status: number, statusText?: string): this {
     this.status = status;
@@ -181,3 +190,9 @@ export function unreadHeaderPairs(response: unknown): HeaderPairs | undefined {
   if (!(response instanceof GatewayResponse)) return undefined;
   return response['_pairs'] ?? (response['_headers'] && ListedHeaders.unreadPairs(response['_headers']));
 }
+
+// Nest hands a StreamableFile on untouched where it would serialise any other object:
+// ClassSerializerInterceptor's class-to-plain copy (which calls every function it finds, down
+// into the body stream and the app's socket) would replace a returned response with a JSON
+// dump of its internals. Only the prototype is linked: no StreamableFile state per response.
+Object.setPrototypeOf(GatewayResponse.prototype, StreamableFile.prototype);
