@@ -401,3 +401,30 @@ describe('the caller request after a mounted app', () => {
     }
   });
 });
+
+describe("Nest's route after a mounted Express app", () => {
+  /** What a metrics or logging interceptor labels a request with once the handler is done. */
+  const routesSeen: unknown[] = [];
+  @Injectable()
+  class RouteLabel implements NestInterceptor {
+    intercept(context: ExecutionContext, next: CallHandler) {
+      const req = context.switchToHttp().getRequest<{ route?: { path?: unknown } }>();
+      return next.handle().pipe(tap(() => routesSeen.push(req.route?.path)));
+    }
+  }
+  @MountGateway('labelled', expressSubApp())
+  @UseInterceptors(RouteLabel)
+  class LabelledMount {}
+
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [LabelledMount] });
+  });
+  afterAll(() => s.close());
+
+  it("is the mount's route again, not the one the app matched", async () => {
+    expect((await request(s.url).get('/labelled/query?a=1')).body).toEqual({ query: { a: '1' } });
+    expect((await request(s.url).get('/labelled/nested/deep')).status).toBe(200);
+    expect(routesSeen).toEqual(['/labelled/*gatewayPathInfo', '/labelled/*gatewayPathInfo']);
+  });
+});

@@ -21,7 +21,7 @@ export type NodeListener = {
 }['listener'];
 
 /** The request properties that Express mount semantics change, and that are put back after. */
-const MOUNT_PROPERTIES = ['url', 'baseUrl', 'originalUrl', 'params', 'next', 'gatewayEnv'] as const;
+const MOUNT_PROPERTIES = ['url', 'baseUrl', 'originalUrl', 'params', 'route', 'next', 'gatewayEnv'] as const;
 
 /** Handles an upgrade request (WebSocket) the way an `http.Server` 'upgrade' listener does. */
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
