@@ -3,9 +3,13 @@
  */
 import {
   All,
+  type CallHandler,
   ClassSerializerInterceptor,
   Controller,
+  type ExecutionContext,
   Inject,
+  Injectable,
+  type NestInterceptor,
   Req,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
@@ -14,8 +18,9 @@ import { realpathSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { map } from 'rxjs';
 import request from 'supertest';
-import { echoListener } from './fixtures/apps.js';
+import { echoListener, expressSubApp } from './fixtures/apps.js';
 import { startNest, type Started } from './fixtures/start.js';
 
 const ENV_SCRIPT = realpathSync(fileURLToPath(new URL('./fixtures/cgi/env.sh', import.meta.url)));
@@ -84,5 +89,36 @@ describe('ClassSerializerInterceptor registered globally', () => {
     expect(res.status).toBe(200);
     expect(res.headers['x-called']).toBe('yes');
     expect(res.body).toMatchObject({ url: '/z', baseUrl: '/call' });
+  });
+});
+
+/** The response envelope of Nest's documentation (`TransformInterceptor`): every value as `{ data }`. */
+@Injectable()
+class Envelope implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler) {
+    return next.handle().pipe(map((data: unknown) => ({ data })));
+  }
+}
+
+@MountGateway('express', expressSubApp())
+class ExpressMount {}
+
+@MountGateway('listener', echoListener)
+class ListenerMount {}
+
+describe('an interceptor that wraps every value, registered globally', () => {
+  let s: Started;
+  beforeAll(async () => {
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [ExpressMount, ListenerMount] }, (app) => {
+      app.useGlobalInterceptors(new Envelope());
+    });
+  });
+  afterAll(() => s.close());
+
+  it('leaves the answer of a mounted Node app alone, and logs no error for it', async () => {
+    expect((await request(s.url).get('/express/query?a=1')).body).toEqual({ query: { a: '1' } });
+    expect((await request(s.url).get('/express/redirect')).headers.location).toBe('/express/target');
+    expect((await request(s.url).get('/listener/x')).body).toMatchObject({ url: '/x', baseUrl: '/listener' });
+    expect(s.logger.errors()).toEqual([]);
   });
 });

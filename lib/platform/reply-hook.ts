@@ -1,8 +1,10 @@
 import type { Logger } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
+import type { ServerResponse } from 'node:http';
 import { GatewayResponse } from '../http/gateway-response.js';
 import { sendAndReport } from '../http/send-gateway-response.js';
-import { rawResponse } from './request-info.js';
+import { isMountPattern } from './mount-matcher.js';
+import { rawResponse, routePatternOf } from './request-info.js';
 
 /** Returned by a mount handler whose app already answered on the client's response. */
 export const ALREADY_SENT = Symbol.for('nest-gateway.alreadySent');
@@ -27,6 +29,10 @@ export function hookAdapterReply(adapter: AbstractHttpAdapter, logger: Logger): 
       sendAndReport(body, rawResponse(response), logger);
       return;
     }
+    const res = rawResponse(response) as ServerResponse & { req?: unknown };
+    // A mounted app answered on the response itself, and an interceptor that maps every value
+    // (a `{ data }` envelope) handed on its own in place of ALREADY_SENT: nothing is left to send.
+    if (res.headersSent && isMountPattern(routePatternOf(res.req))) return;
     return reply(response, body, statusCode);
   };
 }
