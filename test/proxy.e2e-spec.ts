@@ -854,6 +854,34 @@ describe('upstream connection pool', () => {
     }
   });
 
+  it('never sends a POST twice when the upstream closes the connection after reading it (502), on a fresh or a reused connection', async () => {
+    let charged = 0;
+    const upstream = await nodeUpstream((req, res) => {
+      if (req.method !== 'POST') return echo(req, res);
+      // Does the work, then dies before answering (a crash, a worker killed mid-request).
+      req.resume();
+      req.on('end', () => {
+        charged++;
+        req.socket.destroy();
+      });
+    });
+    const proxy = proxyApp(upstream.url);
+    @MountGateway('node', proxy)
+    class NodeMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NodeMount] });
+    try {
+      const fresh = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5' });
+      expect([fresh.status, charged]).toEqual([502, 1]);
+      expect((await send(`${s.url}/node/warm`)).status).toBe(200);
+      const reused = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5' });
+      expect([reused.status, charged]).toEqual([502, 2]);
+    } finally {
+      await s.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
   it('queues requests beyond `connections` instead of failing them', async () => {
     let open = 0;
     let maxOpen = 0;

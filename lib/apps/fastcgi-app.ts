@@ -10,12 +10,10 @@ import { ProtocolStatus } from '../fastcgi/records.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { locateScript } from '../fastcgi/script-location.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
-
-/** RFC 9110 9.2.2: methods a request may be sent again with when nothing came back. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 /** Options of `fastcgiApp(address, options)`. Times are in milliseconds; 0 turns a limit off. */
 export interface FastcgiAppOptions {
@@ -150,7 +148,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
     const abort = abortWatchOf(exchange);
-    const idempotent = IDEMPOTENT.has(exchange.method);
+    const idempotent = IDEMPOTENT_METHODS.has(exchange.method);
     for (;;) {
       let lease;
       try {
