@@ -63,9 +63,10 @@ export interface ProxyAppOptions {
 }
 
 const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-// `.` and `..` segments, also percent-encoded or between backslashes: an upstream that resolves
-// them (WHATWG URL parsers, Tomcat, Apache) would serve paths outside its base path.
-const DOT_SEGMENT = /(?:^|\/|\\|%5c)(?:\.|%2e){1,2}(?=\/|\\|%5c|$)/i;
+// `.` and `..` segments, also percent-encoded or between backslashes or encoded slashes: an
+// upstream that resolves them (WHATWG URL parsers, Tomcat, Apache; nginx after decoding `%2F`)
+// would serve paths outside its base path.
+const DOT_SEGMENT = /(?:^|\/|\\|%5c|%2f)(?:\.|%2e){1,2}(?=\/|\\|%5c|%2f|$)/i;
 /** nginx's status for a client that left before the answer; nobody receives it. */
 const CLIENT_CLOSED_REQUEST = 499;
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
