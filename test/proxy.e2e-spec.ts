@@ -397,12 +397,20 @@ describe('an upstream with a base path', () => {
     // Resolves dot segments, as WHATWG URL parsers, Tomcat and Apache do: only /base is public.
     upstream = await nodeUpstream((req, res) => {
       const path = new URL(req.url!, 'http://upstream').pathname;
+      // An app that knows its own base path but not the mount: redirects and cookies under /base.
+      if (path === '/base/login') {
+        const to = req.url!.includes('absolute') ? `http://${req.headers.host}/base/home?x=1` : '/base/home?x=1';
+        res.writeHead(302, { location: to, 'set-cookie': ['sid=1; Path=/base; HttpOnly', 'admin=2; Path=/base/admin', 'all=3; Path=/'] });
+        return res.end();
+      }
       res.end(path.startsWith('/base/') ? `public ${path}` : `private ${path}`);
     });
     proxy = proxyApp(`${upstream.url}/base`);
     @MountGateway('pub', proxy)
     class PublicMount {}
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount] });
+    @MountGateway('rewritten', proxy, { rewrite: { location: true, cookiePath: true } })
+    class RewrittenMount {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount, RewrittenMount] });
   });
 
   afterAll(async () => {
@@ -426,6 +434,16 @@ describe('an upstream with a base path', () => {
 
   it('serves paths under it', async () => {
     expect(await get('/pub/doc')).toEqual({ status: 200, body: 'public /base/doc' });
+  });
+
+  it("maps the app's redirects and cookie paths under its base path to the mount with rewrite (as nginx's proxy_redirect does)", async () => {
+    for (const query of ['', '?absolute']) {
+      const res = await request(s.url).get(`/rewritten/login${query}`);
+      expect(res.status).toBe(302);
+      expect(new URL(res.headers.location, s.url).pathname + new URL(res.headers.location, s.url).search).toBe('/rewritten/home?x=1');
+      expect(res.headers['set-cookie']).toEqual(['sid=1; Path=/rewritten; HttpOnly', 'admin=2; Path=/rewritten/admin', 'all=3; Path=/rewritten']);
+    }
+    expect((await request(s.url).get('/rewritten/home')).text).toBe('public /base/home');
   });
 
   it.each(['/pub/../secret', '/pub/x/../../secret', '/pub/%2e%2e/secret', '/pub/.%2E/secret', '/pub/./../secret', '/pub/..\\secret', '/pub/..%5csecret'])(

@@ -8,6 +8,7 @@ import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
 import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
 import { UNSENDABLE_VALUE } from '../http/header-pairs.js';
+import { setAppBase } from '../headers/rewrite.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { ClientLeftError, proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
@@ -124,7 +125,9 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       const upstream = balancer.pick(tried)!;
       tried.add(upstream);
       try {
-        return toGatewayResponse(await send(upstream, exchange, body?.view() ?? null, abort));
+        const response = toGatewayResponse(await send(upstream, exchange, body?.view() ?? null, abort));
+        setAppBase(response, upstream.basePath);
+        return response;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (abort.aborted) throw error;
