@@ -193,7 +193,7 @@ export class GatewayService implements OnApplicationBootstrap {
     const rewrite = options.rewrite;
     if (!rewrite) return call;
     return call.then((response) => {
-      rewriteResponseHeaders(response.headers, exchange, rewrite);
+      rewriteResponseHeaders(response.headers, exchange, rewrite, response);
       return response;
     });
   }

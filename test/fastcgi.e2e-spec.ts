@@ -759,6 +759,59 @@ describe('fastcgiApp: php-fpm workers that retire (pm.max_requests)', () => {
   });
 });
 
+describe('fastcgiApp: a php-fpm worker that dies while it runs a request', () => {
+  let fpm: Peer;
+  let s: Started;
+  let php: FcgiApp;
+  let log: string;
+
+  beforeAll(async () => {
+    fpm = await startPhpFpm(1);
+    log = join(fpm.dir, 'charges.log');
+    php = fastcgiApp(
+      { socketPath: fpm.socketPath },
+      { documentRoot: FIXTURES, maxConnections: 1, keepAliveTimeout: 10_000, env: { CHARGE_LOG: log } },
+    );
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [mountClass('fpm', php)] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    php?.close();
+    await fpm?.stop();
+  });
+
+  const runs = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+
+  /** Sends `method` to charge.php on the pooled connection and kills the worker once it runs. */
+  async function killedWhileRunning(method: 'GET' | 'POST', before: number) {
+    const worker = Number((await send(`${s.url}/fpm/pid.php`)).body.toString());
+    const reply = send(`${s.url}/fpm/charge.php?ms=3000`, {
+      method,
+      headers: method === 'POST' ? { 'content-type': 'application/x-www-form-urlencoded' } : {},
+      body: method === 'POST' ? 'amount=5' : undefined,
+    });
+    await waitFor(async () => (await runs()).length > before, 5000, 'the script to run');
+    process.kill(worker, 'SIGKILL');
+    return reply;
+  }
+
+  it('never runs a POST twice: the client gets a 502 (the request was taken, then lost)', async () => {
+    const res = await killedWhileRunning('POST', 0);
+    expect(res.status).toBe(502);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await runs()).filter((line) => line.startsWith('POST'))).toHaveLength(1);
+  });
+
+  it('sends a GET again to a new worker (idempotent), which answers it', async () => {
+    const before = (await runs()).length;
+    const res = await killedWhileRunning('GET', before);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toMatch(/^charged by \d+$/);
+    expect((await runs()).slice(before)).toHaveLength(2);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // fcgiwrap running a shell CGI script
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import {
   freePort,
   processGroupMembers,
   startGunicorn,
+  startNginx,
   startUwsgiHttp,
   type UpstreamProcess,
 } from './fixtures/proxy/upstreams.js';
@@ -396,12 +397,20 @@ describe('an upstream with a base path', () => {
     // Resolves dot segments, as WHATWG URL parsers, Tomcat and Apache do: only /base is public.
     upstream = await nodeUpstream((req, res) => {
       const path = new URL(req.url!, 'http://upstream').pathname;
+      // An app that knows its own base path but not the mount: redirects and cookies under /base.
+      if (path === '/base/login') {
+        const to = req.url!.includes('absolute') ? `http://${req.headers.host}/base/home?x=1` : '/base/home?x=1';
+        res.writeHead(302, { location: to, 'set-cookie': ['sid=1; Path=/base; HttpOnly', 'admin=2; Path=/base/admin', 'all=3; Path=/'] });
+        return res.end();
+      }
       res.end(path.startsWith('/base/') ? `public ${path}` : `private ${path}`);
     });
     proxy = proxyApp(`${upstream.url}/base`);
     @MountGateway('pub', proxy)
     class PublicMount {}
-    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount] });
+    @MountGateway('rewritten', proxy, { rewrite: { location: true, cookiePath: true } })
+    class RewrittenMount {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount, RewrittenMount] });
   });
 
   afterAll(async () => {
@@ -427,8 +436,64 @@ describe('an upstream with a base path', () => {
     expect(await get('/pub/doc')).toEqual({ status: 200, body: 'public /base/doc' });
   });
 
+  it("maps the app's redirects and cookie paths under its base path to the mount with rewrite (as nginx's proxy_redirect does)", async () => {
+    for (const query of ['', '?absolute']) {
+      const res = await request(s.url).get(`/rewritten/login${query}`);
+      expect(res.status).toBe(302);
+      expect(new URL(res.headers.location, s.url).pathname + new URL(res.headers.location, s.url).search).toBe('/rewritten/home?x=1');
+      expect(res.headers['set-cookie']).toEqual(['sid=1; Path=/rewritten; HttpOnly', 'admin=2; Path=/rewritten/admin', 'all=3; Path=/rewritten']);
+    }
+    expect((await request(s.url).get('/rewritten/home')).text).toBe('public /base/home');
+  });
+
   it.each(['/pub/../secret', '/pub/x/../../secret', '/pub/%2e%2e/secret', '/pub/.%2E/secret', '/pub/./../secret', '/pub/..\\secret', '/pub/..%5csecret'])(
     'never lets dot segments reach outside it (%s)',
+    async (path) => {
+      const res = await get(path);
+      expect(res.body).not.toContain('private');
+      expect(res.status).toBe(400);
+    },
+  );
+});
+
+describe('an nginx upstream with a base path (nginx decodes %2F, then resolves dot segments)', () => {
+  let upstream: UpstreamProcess;
+  let proxy: Proxy;
+  let s: Started;
+
+  beforeAll(async () => {
+    upstream = await startNginx(['location /base/ { return 200 "public $uri"; }', 'location / { return 200 "private $uri"; }']);
+    proxy = proxyApp(`${upstream.url}/base`);
+    @MountGateway('pub', proxy)
+    class PublicMount {}
+    s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [PublicMount] });
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    await proxy?.close();
+    await upstream?.stop();
+  });
+
+  /** The path as written. */
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(s.url);
+      http
+        .get({ hostname, port, path, agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        })
+        .on('error', reject);
+    });
+
+  it('passes an encoded slash in a name through untouched', async () => {
+    expect(await get('/pub/group%2Fproject/x')).toEqual({ status: 200, body: 'public /base/group/project/x' });
+  });
+
+  it.each(['/pub/..%2Fsecret', '/pub/%2e%2e%2fsecret', '/pub/x/..%2F..%2Fsecret', '/pub/x%2F..%2F..%2Fsecret'])(
+    'never lets a dot segment behind an encoded slash reach outside it (%s)',
     async (path) => {
       const res = await get(path);
       expect(res.body).not.toContain('private');
@@ -626,7 +691,8 @@ describe('request and response details', () => {
     ['/node', '/'],
     ['/node/', '/'],
     ['/node?q=1', '/?q=1'],
-    ['/node/a%2Fb/%C3%A9/..%2F?x=%20&y', '/a%2Fb/%C3%A9/..%2F?x=%20&y'],
+    // (`..%2F` is refused as a dot segment: nginx decodes it and resolves the `..`.)
+    ['/node/a%2Fb/%C3%A9/..x%2F.y?x=%20&y/../%2e', '/a%2Fb/%C3%A9/..x%2F.y?x=%20&y/../%2e'],
   ])('sends %s upstream as %s (undecoded)', async (path, expected) => {
     const res = await send(`${s.url}${path}`);
     expect(res.status).toBe(200);
@@ -847,6 +913,34 @@ describe('upstream connection pool', () => {
       const statuses: number[] = [];
       for (let i = 0; i < 3; i++) statuses.push((await request(s.url).get(`/node/${i}`)).status);
       expect(statuses).toEqual([200, 200, 200]);
+    } finally {
+      await s.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
+  it('never sends a POST twice when the upstream closes the connection after reading it (502), on a fresh or a reused connection', async () => {
+    let charged = 0;
+    const upstream = await nodeUpstream((req, res) => {
+      if (req.method !== 'POST') return echo(req, res);
+      // Does the work, then dies before answering (a crash, a worker killed mid-request).
+      req.resume();
+      req.on('end', () => {
+        charged++;
+        req.socket.destroy();
+      });
+    });
+    const proxy = proxyApp(upstream.url);
+    @MountGateway('node', proxy)
+    class NodeMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NodeMount] });
+    try {
+      const fresh = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5' });
+      expect([fresh.status, charged]).toEqual([502, 1]);
+      expect((await send(`${s.url}/node/warm`)).status).toBe(200);
+      const reused = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5' });
+      expect([reused.status, charged]).toEqual([502, 2]);
     } finally {
       await s.close();
       await proxy.close();

@@ -10,6 +10,7 @@ import { ProtocolStatus } from '../fastcgi/records.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { locateScript } from '../fastcgi/script-location.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -147,6 +148,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
     const abort = abortWatchOf(exchange);
+    const idempotent = IDEMPOTENT_METHODS.has(exchange.method);
     for (;;) {
       let lease;
       try {
@@ -159,7 +161,11 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       const reused = connection.answered;
       const tag = `${exchange.name} [FastCGI ${connection.socket.remoteAddress ?? 'unix'}:${connection.socket.remotePort ?? ''}]`;
       const errorLog = new ErrorOutputLog(exchange.logger, tag, options.maxStderrBytes ?? 64 * 1024);
-      const request = connection.request(params, body?.view() ?? null, options.keepAliveTimeout !== 0, (chunk) => errorLog.write(chunk));
+      // A request that must not run twice goes on a reused connection with a probe, which the
+      // worker answers as it takes the request: one left unanswered was not taken.
+      const probe = !idempotent && reused && connection.answersProbes;
+      const keep = options.keepAliveTimeout !== 0;
+      const request = connection.request(params, body?.view() ?? null, keep, (chunk) => errorLog.write(chunk), probe);
       request.ended.then(
         (end) => {
           release();
@@ -173,9 +179,11 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
         return response;
       } catch (error) {
         // A kept-alive connection that the responder closed as it was reused (php-fpm's worker
-        // retiring after pm.max_requests): sent again on another, as for a proxied request.
-        // Each such connection fails once and is gone, so this ends at a new one at the latest.
-        const stale = error instanceof FastcgiConnectionError && reused && !request.answered;
+        // retiring after pm.max_requests): sent again on another. A request that is not
+        // idempotent only when its probe shows no worker took it: a worker killed while running
+        // it (a php-fpm restart, the OOM killer) may have done its work. Each such connection
+        // fails once and is gone, so this ends at a new one at the latest.
+        const stale = error instanceof FastcgiConnectionError && reused && !request.answered && (idempotent || probe);
         if (stale && !abort.aborted && (!body || body.replayable)) continue;
         throw mapFailure(error, exchange, tag);
       }

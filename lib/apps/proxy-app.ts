@@ -6,7 +6,9 @@ import { brand, type GatewayApp } from './gateway-app.js';
 import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
+import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
 import { UNSENDABLE_VALUE } from '../http/header-pairs.js';
+import { setAppBase } from '../headers/rewrite.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
 import { ClientLeftError, proxyUpgrade } from '../proxy/proxy-upgrade.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
@@ -62,9 +64,10 @@ export interface ProxyAppOptions {
 }
 
 const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-// `.` and `..` segments, also percent-encoded or between backslashes: an upstream that resolves
-// them (WHATWG URL parsers, Tomcat, Apache) would serve paths outside its base path.
-const DOT_SEGMENT = /(?:^|\/|\\|%5c)(?:\.|%2e){1,2}(?=\/|\\|%5c|$)/i;
+// `.` and `..` segments, also percent-encoded or between backslashes or encoded slashes: an
+// upstream that resolves them (WHATWG URL parsers, Tomcat, Apache; nginx after decoding `%2F`)
+// would serve paths outside its base path.
+const DOT_SEGMENT = /(?:^|\/|\\|%5c|%2f)(?:\.|%2e){1,2}(?=\/|\\|%5c|%2f|$)/i;
 /** nginx's status for a client that left before the answer; nobody receives it. */
 const CLIENT_CLOSED_REQUEST = 499;
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
@@ -122,14 +125,18 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
       const upstream = balancer.pick(tried)!;
       tried.add(upstream);
       try {
-        return toGatewayResponse(await send(upstream, exchange, body?.view() ?? null, abort));
+        const response = toGatewayResponse(await send(upstream, exchange, body?.view() ?? null, abort));
+        setAppBase(response, upstream.basePath);
+        return response;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
         if (abort.aborted) throw error;
         // A pooled connection the upstream had already closed (uWSGI's --http-socket does so
-        // without saying): the request is sent once more, as browsers do, when the upstream
-        // sent nothing back and the whole body can be sent again (bodiless, or a small one).
-        if (STALE.has(code) && !resent && (!body || body.replayable)) {
+        // without saying): an idempotent request is sent once more when the upstream sent
+        // nothing back and the whole body can be sent again (bodiless, or a small one). Nothing
+        // tells that close from an upstream that did the work and died before answering, so a
+        // POST or PATCH is never sent twice (RFC 9110 9.2.2; nginx does the same).
+        if (STALE.has(code) && !resent && IDEMPOTENT_METHODS.has(exchange.method) && (!body || body.replayable)) {
           resent = true;
           tried.delete(upstream);
           continue;

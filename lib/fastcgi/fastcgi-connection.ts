@@ -80,7 +80,10 @@ export function openConnection(address: FastcgiAddress, timeout: number, abort: 
 /** One request on a connection: its output streams and how it ended. */
 export interface FastcgiRequest {
   readonly stdout: Readable;
-  /** Whether the responder sent any record for this request. */
+  /**
+   * Whether a worker is known to have taken this request: it sent a record for it, or answered
+   * the GET_VALUES probe that went with it.
+   */
   readonly answered: boolean;
   /** Resolves on END_REQUEST; rejects when the connection breaks first. */
   readonly ended: Promise<EndRequest>;
@@ -104,6 +107,11 @@ export class FastcgiConnection {
    * listen backlog: a responder's worker serves one connection at a time, and keeps it.
    */
   answered = false;
+  /**
+   * Whether the responder answers GET_VALUES (php-fpm and fcgiwrap do, uWSGI does not): only
+   * then does a probe that goes unanswered show that no worker took the request.
+   */
+  answersProbes = false;
   /** When the current (or last) request was sent. */
   requestStartedAt = 0;
 
@@ -128,9 +136,16 @@ export class FastcgiConnection {
 
   /**
    * Starts a request: BEGIN_REQUEST, PARAMS, then STDIN streamed from `input` with backpressure
-   * while STDOUT is read. STDERR goes to `onStderr`.
+   * while STDOUT is read. STDERR goes to `onStderr`. With `probe`, a GET_VALUES goes first even
+   * on a connection that was answered before, so that `answered` tells whether a worker took it.
    */
-  request(params: Record<string, string>, input: Readable | null, keepConnection: boolean, onStderr: (chunk: Buffer) => void): FastcgiRequest {
+  request(
+    params: Record<string, string>,
+    input: Readable | null,
+    keepConnection: boolean,
+    onStderr: (chunk: Buffer) => void,
+    probe = false,
+  ): FastcgiRequest {
     if (this.active) throw new Error('FastCGI connection is busy');
     const active = new ActiveRequest(this.socket, onStderr, () => {
       if (this.active === active) this.active = undefined;
@@ -142,7 +157,7 @@ export class FastcgiConnection {
     // One write for the whole head (and the end of an empty body): a responder wakes once.
     this.socket.cork();
     // On a connection no worker has answered yet, a probe tells when one takes it.
-    if (!this.answered) this.socket.write(encodeGetValues());
+    if (!this.answered || probe) this.socket.write(encodeGetValues());
     this.socket.write(encodeBeginRequest(REQUEST_ID, keepConnection));
     this.socket.write(encodeParams(REQUEST_ID, params));
     active.sendInput(input);
@@ -166,8 +181,13 @@ export class FastcgiConnection {
     }
     if (records.length > 0) this.answered = true;
     for (const record of records) {
-      if (record.requestId !== REQUEST_ID || !this.active) continue;
-      this.active.onRecord(record);
+      if (record.type === RecordType.GetValuesResult) {
+        this.answersProbes = true;
+        // Written as the worker read the probe, before the request behind it.
+        if (this.active) this.active.answered = true;
+      } else if (record.requestId === REQUEST_ID && this.active) {
+        this.active.onRecord(record);
+      }
     }
   }
 }
