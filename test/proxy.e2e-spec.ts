@@ -948,6 +948,33 @@ describe('upstream connection pool', () => {
     }
   });
 
+  it('sends a POST with an Idempotency-Key again when the connection closes under it: its server runs it once per key', async () => {
+    const attempts = new Map<string, number>();
+    const upstream = await nodeUpstream((req, res) => {
+      const key = String(req.headers['idempotency-key'] ?? req.headers['x-idempotency-key'] ?? '');
+      const attempt = (attempts.get(key) ?? 0) + 1;
+      attempts.set(key, attempt);
+      req.resume();
+      // The first attempt per key dies before answering; the server dedups the second.
+      req.on('end', () => (attempt === 1 ? req.socket.destroy() : res.end(`charged once for ${key}`)));
+    });
+    const proxy = proxyApp(upstream.url);
+    @MountGateway('node', proxy)
+    class NodeMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NodeMount] });
+    try {
+      const keyed = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5', headers: { 'Idempotency-Key': 'k1' } });
+      expect([keyed.status, keyed.body.toString()]).toEqual([200, 'charged once for k1']);
+      const xKeyed = await send(`${s.url}/node/charge`, { method: 'PATCH', body: 'amount=5', headers: { 'X-Idempotency-Key': 'k2' } });
+      expect([xKeyed.status, xKeyed.body.toString()]).toEqual([200, 'charged once for k2']);
+      expect(Object.fromEntries(attempts)).toEqual({ k1: 2, k2: 2 });
+    } finally {
+      await s.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
   it('queues requests beyond `connections` instead of failing them', async () => {
     let open = 0;
     let maxOpen = 0;

@@ -10,7 +10,7 @@ import { ProtocolStatus } from '../fastcgi/records.js';
 import { RetryableBody } from '../proxy/retryable-body.js';
 import { locateScript } from '../fastcgi/script-location.js';
 import { abortWatchOf } from '../http/client-exchange.js';
-import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
+import { maySendAgain } from '../http/idempotent.js';
 import type { GatewayResponse } from '../http/gateway-response.js';
 import type { GatewayEnv } from '../interfaces/gateway-options.interface.js';
 import { brand, type GatewayApp, type GatewayExchange } from './gateway-app.js';
@@ -148,7 +148,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
     const abort = abortWatchOf(exchange);
-    const idempotent = IDEMPOTENT_METHODS.has(exchange.method);
+    const idempotent = maySendAgain(exchange.method, exchange.rawHeaders);
     for (;;) {
       let lease;
       try {

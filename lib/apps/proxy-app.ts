@@ -6,7 +6,7 @@ import { brand, type GatewayApp } from './gateway-app.js';
 import { type GatewayResponse, responseOfHead } from '../http/gateway-response.js';
 import type { AbortWatch } from '../http/abort-watch.js';
 import { abortWatchOf } from '../http/client-exchange.js';
-import { IDEMPOTENT_METHODS } from '../http/idempotent.js';
+import { maySendAgain } from '../http/idempotent.js';
 import { UNSENDABLE_VALUE } from '../http/header-pairs.js';
 import { setAppBase } from '../headers/rewrite.js';
 import { clientResponsePairs, upstreamRequestHeaders } from '../proxy/proxy-headers.js';
@@ -135,8 +135,9 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         // without saying): an idempotent request is sent once more when the upstream sent
         // nothing back and the whole body can be sent again (bodiless, or a small one). Nothing
         // tells that close from an upstream that did the work and died before answering, so a
-        // POST or PATCH is never sent twice (RFC 9110 9.2.2; nginx does the same).
-        if (STALE.has(code) && !resent && IDEMPOTENT_METHODS.has(exchange.method) && (!body || body.replayable)) {
+        // POST or PATCH is never sent twice (RFC 9110 9.2.2; nginx does the same) unless its
+        // client gave it an Idempotency-Key.
+        if (STALE.has(code) && !resent && maySendAgain(exchange.method, exchange.rawHeaders) && (!body || body.replayable)) {
           resent = true;
           tried.delete(upstream);
           continue;
