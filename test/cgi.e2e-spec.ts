@@ -310,6 +310,20 @@ describe('cgiApp: meta-variables', () => {
     expect(env.REQUEST_URI).toBe('/cgi/caf%C3%A9/x%3By%20z');
   });
 
+  it('decodes SCRIPT_NAME too: a parameterised prefix holds what the client encoded', async () => {
+    const { env } = await vars(`${s.url}/tenants/caf%C3%A9%20bar/cgi/x%20y`);
+    expect(env.SCRIPT_NAME).toBe('/tenants/café bar/cgi');
+    expect(env.PATH_INFO).toBe('/x y');
+    expect(env.DOCUMENT_URI).toBe('/tenants/café bar/cgi/x y');
+    expect(env.REQUEST_URI).toBe('/tenants/caf%C3%A9%20bar/cgi/x%20y');
+  });
+
+  it.each(['/tenants/a%2Fb/cgi/x', '/tenants/%2e%2e/cgi/x', '/tenants/../cgi/x'])('rejects a prefix of %s with 400, as PATH_INFO', async (path) => {
+    const reply = await send(s.url + path);
+    expect(reply.status).toBe(400);
+    expect(reply.text).not.toContain('SCRIPT_NAME');
+  });
+
   it.each(['/cgi/a%2Fb', '/cgi/a%2fb', '/cgi/a%00b', '/cgi/a/../b', '/cgi/a/%2e%2e/b', '/cgi/..'])(
     'rejects %s with 400 (encoded slash, NUL, dot-dot segment)',
     async (path) => {
