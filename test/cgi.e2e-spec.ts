@@ -318,6 +318,18 @@ describe('cgiApp: meta-variables', () => {
     expect(env.REQUEST_URI).toBe('/tenants/caf%C3%A9%20bar/cgi/x%20y');
   });
 
+  it('takes the path of an absolute-form request target (GET http://host/path), as the router does', async () => {
+    const reply = await rawRequest(s.url, [`GET ${s.url}/tenants/acme/cgi/x%20y?q=1 HTTP/1.1`, `Host: 127.0.0.1:${port}`]);
+    expect(reply.status).toBe(200);
+    const { env } = JSON.parse(reply.body) as VarsReport;
+    expect(env).toMatchObject({
+      SCRIPT_NAME: '/tenants/acme/cgi',
+      PATH_INFO: '/x y',
+      QUERY_STRING: 'q=1',
+      REQUEST_URI: '/tenants/acme/cgi/x%20y?q=1',
+    });
+  });
+
   it.each(['/tenants/a%2Fb/cgi/x', '/tenants/%2e%2e/cgi/x', '/tenants/../cgi/x'])('rejects a prefix of %s with 400, as PATH_INFO', async (path) => {
     const reply = await send(s.url + path);
     expect(reply.status).toBe(400);
