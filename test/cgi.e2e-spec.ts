@@ -759,12 +759,21 @@ class InterpretedMount {}
 @MountGateway('uncapped', cgiApp(STDERR, { maxStderrBytes: Infinity }), { name: 'uncapped-app' })
 class UncappedMount {}
 
+/** An interpreter named without a path, found on the PATH of the app's env only. */
+const ownPath = { PATH: `${join(FIXTURES, 'bin')}:/usr/bin:/bin` };
+
+@MountGateway('own-path', cgiApp(INTERPRETED, { interpreter: 'fixture-interpreter', env: ownPath }))
+class OwnPathMount {}
+
+@MountGateway('own-path-direct', cgiApp(INTERPRETED, { interpreter: 'fixture-interpreter', env: ownPath, spawner: 'direct' }))
+class OwnPathDirectMount {}
+
 describe('cgiApp: the process', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount],
+      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount, OwnPathMount, OwnPathDirectMount],
     });
   });
   afterAll(() => s.close());
@@ -888,6 +897,12 @@ describe('cgiApp: the process', () => {
 
   it('runs a non-executable script through the interpreter option', async () => {
     const reply = await send(`${s.url}/interpreted/x?foo`);
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('interpreted interpreted.sh args=0\n');
+  });
+
+  it.each(['own-path', 'own-path-direct'])("looks an interpreter without a path up on the PATH of the app's env (/%s)", async (mount) => {
+    const reply = await send(`${s.url}/${mount}/x`);
     expect(reply.status).toBe(200);
     expect(reply.text).toBe('interpreted interpreted.sh args=0\n');
   });
