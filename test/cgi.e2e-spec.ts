@@ -612,6 +612,7 @@ describe('cgiApp: script output', () => {
     ['/truncated', /before the blank line|before the headers ended/],
     ['/empty', /no output/],
     ['/big-headers', /exceed 1024 bytes/],
+    ['/informational', /invalid Status header "103 Early Hints"/],
   ])('answers %s with 502 and logs the reason', async (path, reason) => {
     const from = s.logger.lines.length;
     const reply = await send(`${s.url}/cgi${path}`);
