@@ -1035,6 +1035,15 @@ describe('cgiApp: limits and process groups', () => {
     await expectGone(await pidsOf(id));
   });
 
+  it('ends a script that answered and runs on at totalTimeout (its slot is held until it exits)', async () => {
+    const id = newId('answer-then-hang');
+    const reply = await send(`${s.url}/total/answer-then-hang`, { headers: { 'x-test-id': id } });
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('answer\n');
+    expect(reply.complete).toBe(true);
+    await expectGone(await pidsOf(id));
+  });
+
   it("ends the group when the caller's signal aborts the call, and fails the call", async () => {
     const id = newId('caller-abort');
     const started = Date.now();
