@@ -251,6 +251,17 @@ def end_relays_of_gone_groups():
             pass
 
 
+def on_path(program, env):
+    """A program named without a path, looked up on the PATH of its own environment (as exec
+    in a shell with that environment, Node's spawn and Popen do): posix_spawnp would search
+    ours, which is the Node process's."""
+    for directory in os.get_exec_path(env):
+        candidate = os.path.join(os.fsencode(directory), program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+
 def spawn_as(program, args, env, cwd, stdio, error_fd, uid, gid):
     """posix_spawn cannot change user: Popen can (it drops groups, then gid, then uid)."""
     if sys.version_info < (3, 9):  # Popen's user, group and extra_groups came with 3.9
@@ -313,9 +324,8 @@ def start(frame):
         if uid or gid:
             pid = spawn_as(program, rest[:count], env, cwd or ROOT, stdio, error_w, uid, gid)
         else:
-            launch = os.posix_spawn if b'/' in program else os.posix_spawnp
-            pid = launch(
-                program,
+            pid = os.posix_spawn(
+                program if b'/' in program else on_path(program, env),
                 [program] + rest[:count],
                 env,
                 file_actions=actions,

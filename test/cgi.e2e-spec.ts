@@ -310,6 +310,32 @@ describe('cgiApp: meta-variables', () => {
     expect(env.REQUEST_URI).toBe('/cgi/caf%C3%A9/x%3By%20z');
   });
 
+  it('decodes SCRIPT_NAME too: a parameterised prefix holds what the client encoded', async () => {
+    const { env } = await vars(`${s.url}/tenants/caf%C3%A9%20bar/cgi/x%20y`);
+    expect(env.SCRIPT_NAME).toBe('/tenants/café bar/cgi');
+    expect(env.PATH_INFO).toBe('/x y');
+    expect(env.DOCUMENT_URI).toBe('/tenants/café bar/cgi/x y');
+    expect(env.REQUEST_URI).toBe('/tenants/caf%C3%A9%20bar/cgi/x%20y');
+  });
+
+  it('takes the path of an absolute-form request target (GET http://host/path), as the router does', async () => {
+    const reply = await rawRequest(s.url, [`GET ${s.url}/tenants/acme/cgi/x%20y?q=1 HTTP/1.1`, `Host: 127.0.0.1:${port}`]);
+    expect(reply.status).toBe(200);
+    const { env } = JSON.parse(reply.body) as VarsReport;
+    expect(env).toMatchObject({
+      SCRIPT_NAME: '/tenants/acme/cgi',
+      PATH_INFO: '/x y',
+      QUERY_STRING: 'q=1',
+      REQUEST_URI: '/tenants/acme/cgi/x%20y?q=1',
+    });
+  });
+
+  it.each(['/tenants/a%2Fb/cgi/x', '/tenants/%2e%2e/cgi/x', '/tenants/../cgi/x'])('rejects a prefix of %s with 400, as PATH_INFO', async (path) => {
+    const reply = await send(s.url + path);
+    expect(reply.status).toBe(400);
+    expect(reply.text).not.toContain('SCRIPT_NAME');
+  });
+
   it.each(['/cgi/a%2Fb', '/cgi/a%2fb', '/cgi/a%00b', '/cgi/a/../b', '/cgi/a/%2e%2e/b', '/cgi/..'])(
     'rejects %s with 400 (encoded slash, NUL, dot-dot segment)',
     async (path) => {
@@ -586,6 +612,7 @@ describe('cgiApp: script output', () => {
     ['/truncated', /before the blank line|before the headers ended/],
     ['/empty', /no output/],
     ['/big-headers', /exceed 1024 bytes/],
+    ['/informational', /invalid Status header "103 Early Hints"/],
   ])('answers %s with 502 and logs the reason', async (path, reason) => {
     const from = s.logger.lines.length;
     const reply = await send(`${s.url}/cgi${path}`);
@@ -733,12 +760,21 @@ class InterpretedMount {}
 @MountGateway('uncapped', cgiApp(STDERR, { maxStderrBytes: Infinity }), { name: 'uncapped-app' })
 class UncappedMount {}
 
+/** An interpreter named without a path, found on the PATH of the app's env only. */
+const ownPath = { PATH: `${join(FIXTURES, 'bin')}:/usr/bin:/bin` };
+
+@MountGateway('own-path', cgiApp(INTERPRETED, { interpreter: 'fixture-interpreter', env: ownPath }))
+class OwnPathMount {}
+
+@MountGateway('own-path-direct', cgiApp(INTERPRETED, { interpreter: 'fixture-interpreter', env: ownPath, spawner: 'direct' }))
+class OwnPathDirectMount {}
+
 describe('cgiApp: the process', () => {
   let s: Started;
   beforeAll(async () => {
     s = await startNest({
       imports: [GatewayModule.forRoot()],
-      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount],
+      controllers: [PlainVarsMount, CwdMount, ArgsMount, BufferedMount, UnbufferedMount, NoisyMount, CappedMount, InterpretedMount, UncappedMount, OwnPathMount, OwnPathDirectMount],
     });
   });
   afterAll(() => s.close());
@@ -862,6 +898,12 @@ describe('cgiApp: the process', () => {
 
   it('runs a non-executable script through the interpreter option', async () => {
     const reply = await send(`${s.url}/interpreted/x?foo`);
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('interpreted interpreted.sh args=0\n');
+  });
+
+  it.each(['own-path', 'own-path-direct'])("looks an interpreter without a path up on the PATH of the app's env (/%s)", async (mount) => {
+    const reply = await send(`${s.url}/${mount}/x`);
     expect(reply.status).toBe(200);
     expect(reply.text).toBe('interpreted interpreted.sh args=0\n');
   });
@@ -990,6 +1032,15 @@ describe('cgiApp: limits and process groups', () => {
     expect(reply.text).toBe('answer\n');
     expect(reply.complete).toBe(true);
     expect(Date.now() - started).toBeLessThan(1000);
+    await expectGone(await pidsOf(id));
+  });
+
+  it('ends a script that answered and runs on at totalTimeout (its slot is held until it exits)', async () => {
+    const id = newId('answer-then-hang');
+    const reply = await send(`${s.url}/total/answer-then-hang`, { headers: { 'x-test-id': id } });
+    expect(reply.status).toBe(200);
+    expect(reply.text).toBe('answer\n');
+    expect(reply.complete).toBe(true);
     await expectGone(await pidsOf(id));
   });
 

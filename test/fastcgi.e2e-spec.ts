@@ -342,6 +342,7 @@ describe('fastcgiApp: php-fpm with a document root', () => {
           mountClass('fpm-env', php, { env: { APP_MODE: 'mount' } }),
           mountClass('fpm-bigenv', php, { env: { APP_MODE: bigMode, APP_EXTRA: bigExtra } }),
           mountClass('fpm-capped', capped),
+          mountClass('fpm-sites/:site', php),
           FilterController,
           PassController,
         ],
@@ -444,6 +445,12 @@ describe('fastcgiApp: php-fpm with a document root', () => {
       query_string: 'x=1',
       query: { x: '1' },
     });
+  });
+
+  it('decodes the prefix of a parameterised mount in SCRIPT_NAME, as the script part', async () => {
+    const res = await request(s.url).get('/fpm-sites/caf%C3%A9%20x/sub/page.php/extra');
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ script_name: '/fpm-sites/café x/sub/page.php', path_info: '/extra' });
   });
 
   it('runs index.php for a path ending in /', async () => {

@@ -8,7 +8,8 @@
  *  - /hg     Mercurial's hgweb.cgi;
  *  - /legacy a one-file Django 3.2 project run through wsgiref's CGIHandler, behind
  *            RemoteUserGuard; RemoteUserMiddleware turns REMOTE_USER into the Django user;
- *  - /flask  a Flask app run the same way, without a guard.
+ *  - /flask  a Flask app run the same way, without a guard;
+ *  - /sites/:site/legacy the Django project again, under a parameterised mount.
  *
  * Every program, and every git/hg client the test runs, gets the suite's temporary directory in
  * its environment; the last test checks that no process carrying it is left.
@@ -138,7 +139,11 @@ function mounts(paths: { gitRoot: string; hgweb: string; home: string; djangoDb:
   @MountGateway('flask', flask)
   class FlaskMount {}
 
-  return [GitMount, UnguardedGitMount, HgMount, DjangoMount, FlaskMount];
+  @MountGateway('sites/:site/legacy', django)
+  @UseGuards(RemoteUserGuard)
+  class SiteDjangoMount {}
+
+  return [GitMount, UnguardedGitMount, HgMount, DjangoMount, FlaskMount, SiteDjangoMount];
 }
 
 /** A work tree with one commit of `files`, copied into `target` as a bare repository. */
@@ -459,6 +464,15 @@ describe('Django (CGIHandler) at /legacy behind the Nest login', () => {
     const page = await request(s.url).get('/legacy/whoami/').set('cookie', cookie);
     expect(page.status).toBe(200);
     expect(page.body).toMatchObject({ user: 'bob', authenticated: true, script_name: '/legacy' });
+  }, SLOW);
+
+  it('builds working URLs under a parameterised mount whose parameter the client percent-encoded', async () => {
+    const res = await request(s.url).get('/sites/caf%C3%A9%20x/legacy/whoami/').set('authorization', basic('alice'));
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ script_name: '/sites/café x/legacy', form_url: '/sites/caf%C3%A9%20x/legacy/form/' });
+    const go = await request(s.url).get('/sites/caf%C3%A9%20x/legacy/go/').set('authorization', basic('bob'));
+    expect(go.status).toBe(302);
+    expect(go.headers.location).toBe('/sites/caf%C3%A9%20x/legacy/whoami/');
   }, SLOW);
 
   it('receives a POSTed form body', async () => {

@@ -21,7 +21,8 @@ export interface CgiAppOptions {
   env?: GatewayEnv;
   /**
    * Program that runs the script, with leading arguments: `'php-cgi'`, `['python3', '-u']`.
-   * The script path is its last argument. Without it the script itself is executed.
+   * The script path is its last argument. Without it the script itself is executed. A name
+   * without a `/` is looked up on the PATH that the script gets (`env`, else the inherited one).
    * @default undefined
    */
   interpreter?: string | string[];

@@ -24,7 +24,8 @@ export class CgiProtocolError extends Error {
   }
 }
 
-const STATUS = /^([1-5]\d\d)(?:[ \t]+(.*))?$/;
+// Not 1xx: an informational status cannot end a response, and the client would wait for one.
+const STATUS = /^([2-5]\d\d)(?:[ \t]+(.*))?$/;
 /** Statuses that carry no body, so a head without Content-Type is complete. */
 const BODYLESS = new Set([204, 304]);
 

@@ -25,6 +25,7 @@ export class CgiRun {
   private finished = false;
   private stopped = false;
   private exitTimer: NodeJS.Timeout | undefined;
+  private totalTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly child: CgiChild,
@@ -40,6 +41,10 @@ export class CgiRun {
     logErrorOutput(child.stderr, exchange.logger, this.tag, limits.maxStderrBytes);
     void child.exit.then((exit) => this.onExit(exit));
     child.stdout.once('close', () => this.settle());
+    if (limits.totalTimeout > 0) {
+      this.totalTimer = setTimeout(() => this.overrun(), limits.totalTimeout);
+      this.totalTimer.unref();
+    }
     this.feed(input);
     return respondFromOutput(child.stdout, exchange, limits, this.tag, (reason) => this.stop(reason), this.outcome());
   }
@@ -73,6 +78,17 @@ export class CgiRun {
     this.endGroup();
   }
 
+  /**
+   * totalTimeout bounds the whole run: a script that answered, closed its output and works on
+   * (which would otherwise hold its concurrency slot for as long as it likes) is stopped too.
+   * While the output is open, the response's own limit applies.
+   */
+  private overrun(): void {
+    if (this.exited || this.stopped || !this.child.stdout.closed) return;
+    this.exchange.logger.warn(`${this.tag} ran longer than ${this.limits.totalTimeout} ms after its answer; stopping it`);
+    this.stop('totalTimeout');
+  }
+
   private feed(input: Readable | null): void {
     const stdin = this.child.stdin;
     stdin.on('error', () => undefined); // EPIPE: the script answered without reading it all
@@ -92,6 +108,7 @@ export class CgiRun {
   private onExit({ code, signal, groupEmpty }: CgiExit): void {
     this.exited = true;
     this.groupEmpty = groupEmpty === true;
+    clearTimeout(this.totalTimer);
     this.onExited();
     if (!this.stopped) {
       if (code !== 0) {

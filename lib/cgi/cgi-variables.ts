@@ -40,7 +40,7 @@ export function cgiVariables(exchange: GatewayExchange, settings: CgiVariableSet
   const req = exchange.req;
   const socket = req.socket;
   const pathInfo = settings.split?.pathInfo ?? decodePathInfo(exchange.pathInfo);
-  const scriptName = settings.split?.scriptName ?? exchange.prefix;
+  const scriptName = settings.split?.scriptName ?? decodeScriptName(exchange.prefix);
   const { hostname } = splitHost(exchange.host);
   const vars: Record<string, string> = {
     GATEWAY_INTERFACE: 'CGI/1.1',
@@ -100,6 +100,15 @@ export function decodePathInfo(raw: string): string {
     throw new BadRequestException('Path contains a dot segment');
   }
   return decoded;
+}
+
+/**
+ * SCRIPT_NAME decoded like PATH_INFO (RFC 3875 4.1.13, as Apache, nginx and WSGI have it): a
+ * parameterised mount's prefix holds what the client encoded, and an encoded one would be
+ * encoded again by apps that build their URLs from it (Django, Mercurial).
+ */
+export function decodeScriptName(prefix: string): string {
+  return prefix.includes('%') || prefix.includes('/.') ? decodePathInfo(prefix) : prefix;
 }
 
 /** HTTP_* variables: repeats joined with `, ` (Cookie with `; `), unsafe names dropped. */

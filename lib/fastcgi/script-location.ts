@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { decodePathInfo } from '../cgi/cgi-variables.js';
+import { decodePathInfo, decodeScriptName } from '../cgi/cgi-variables.js';
 
 export interface ScriptLocation {
   scriptFilename: string;
@@ -21,16 +21,17 @@ export function locateScript(
     return { scriptFilename: options.scriptFilename ?? '' };
   }
   const path = decodePathInfo(rawPathInfo) || '/';
+  const scriptName = decodeScriptName(prefix);
   const segments = path.split('/');
   for (let i = 1; i < segments.length; i++) {
     if (options.scriptExtensions.some((ext) => segments[i].endsWith(ext))) {
       const script = segments.slice(0, i + 1).join('/');
       return {
         scriptFilename: posix.join(options.documentRoot, script),
-        split: { scriptName: prefix + script, pathInfo: segments.slice(i + 1).length ? '/' + segments.slice(i + 1).join('/') : '' },
+        split: { scriptName: scriptName + script, pathInfo: segments.slice(i + 1).length ? '/' + segments.slice(i + 1).join('/') : '' },
       };
     }
   }
   const script = path.endsWith('/') ? path + options.index : path;
-  return { scriptFilename: posix.join(options.documentRoot, script), split: { scriptName: prefix + script, pathInfo: '' } };
+  return { scriptFilename: posix.join(options.documentRoot, script), split: { scriptName: scriptName + script, pathInfo: '' } };
 }

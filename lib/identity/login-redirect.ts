@@ -24,15 +24,13 @@ export function loginUrlWithNext(loginUrl: string, req: unknown): string {
   return `${base}${separator}next=${encodeURIComponent(localTargetOf(req))}${fragment}`;
 }
 
-const ABSOLUTE_FORM_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
-
 /**
  * The request's path and query as a local path, whatever form its target had: an
  * absolute-form target (`GET http://evil.example/x`) loses its scheme and host, and leading
  * slashes and backslashes become one `/` (`//host` and `/\host` are other sites to a browser).
  */
 function localTargetOf(req: unknown): string {
-  const target = originalUrlOf(req).replace(ABSOLUTE_FORM_AUTHORITY, '');
+  const target = originalUrlOf(req);
   const hash = target.indexOf('#');
   const withoutFragment = hash === -1 ? target : target.slice(0, hash);
   return '/' + withoutFragment.replace(/^[/\\]+/, '');

@@ -22,10 +22,21 @@ export function rawResponse(res: unknown): ServerResponse {
   return platform.raw ?? platform;
 }
 
-/** Path and query exactly as the client sent them, whatever routers did to `req.url`. */
+const ABSOLUTE_FORM_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * Path and query exactly as the client sent them, whatever routers did to `req.url`. An
+ * absolute-form target (`GET http://host/x`, which servers must accept, RFC 9112 3.2.2) loses
+ * its scheme and host: routers match its path, and so must the mount prefix and pathInfo.
+ */
 export function originalUrlOf(req: unknown): string {
   const platform = req as PlatformRequest;
-  return platform.originalUrl ?? rawRequest(req).url ?? '/';
+  const url = platform.originalUrl ?? rawRequest(req).url ?? '/';
+  if (url.charCodeAt(0) === 0x2f) return url;
+  const authority = ABSOLUTE_FORM_AUTHORITY.exec(url);
+  if (authority === null) return url;
+  const rest = url.slice(authority[0].length);
+  return rest.charCodeAt(0) === 0x2f ? rest : '/' + rest;
 }
 
 /** The route pattern that matched (`/api/wiki/*path`), with global prefix and version. */
