@@ -118,6 +118,14 @@ export interface CgiAppOptions {
    */
   maxBufferedBody?: number;
   /**
+   * What a body without Content-Length (chunked) becomes: `'buffer'` holds it up to
+   * `maxBufferedBody` to give the script its CONTENT_LENGTH; `'stream'` streams it to stdin of
+   * any size with CONTENT_LENGTH unset, as Apache's mod_cgi does, for scripts that read stdin
+   * to its end (git-http-backend: git sends packs over 1 MiB chunked).
+   * @default 'buffer'
+   */
+  unsizedBody?: 'buffer' | 'stream';
+  /**
    * What to do with a local redirect (`Location: /path` without Status, RFC 3875 6.2.2):
    * `'client'` sends it to the client as a 302; `'follow'` serves the new path from the same
    * script as a GET when it lies under the mount prefix (else 302).
@@ -161,7 +169,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
     typeof options.spawner === 'object' ? options.spawner : options.spawner === 'direct' ? directSpawner : sharedSpawnHelpers();
 
   const run = async (exchange: GatewayExchange): Promise<GatewayResponse> => {
-    const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024);
+    const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024, options.unsizedBody === 'stream');
     const release = await limit.acquire(abortWatchOf(exchange), limits.headersTimeout);
     let child;
     try {
@@ -172,7 +180,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
           documentRoot: options.documentRoot,
           passAuthorization: options.passAuthorization ?? false,
           authType: options.authType ?? 'Nest',
-          contentLength: input.length,
+          contentLength: input.length ?? (input.stream ? 'unknown' : undefined),
           env: options.env,
         }),
       };

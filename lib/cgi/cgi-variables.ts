@@ -19,8 +19,11 @@ export interface CgiVariableSettings {
   passAuthorization: boolean;
   /** AUTH_TYPE sent along with REMOTE_USER. */
   authType: string;
-  /** Length of the request body once known; undefined when there is none. */
-  contentLength: number | undefined;
+  /**
+   * Length of the request body once known; undefined when there is none, or `'unknown'` for a
+   * body streamed as it comes (CONTENT_TYPE but no CONTENT_LENGTH).
+   */
+  contentLength: number | 'unknown' | undefined;
   /** Fixed variables of the app; they override request-derived ones, and the call's env overrides them. */
   env?: GatewayEnv;
 }
@@ -74,7 +77,7 @@ export function cgiVariables(exchange: GatewayExchange, settings: CgiVariableSet
     vars.AUTH_TYPE = settings.authType;
   }
   if (settings.contentLength !== undefined) {
-    vars.CONTENT_LENGTH = String(settings.contentLength);
+    if (settings.contentLength !== 'unknown') vars.CONTENT_LENGTH = String(settings.contentLength);
     const type = headerValue(exchange.rawHeaders, 'content-type');
     if (type !== undefined) vars.CONTENT_TYPE = type;
   }

@@ -12,9 +12,9 @@ export interface SizedBody {
 /**
  * CGI needs CONTENT_LENGTH up front. A body of known length streams as it is; a chunked one is
  * buffered up to `bufferLimit` bytes to learn its length (411 when buffering is off, 413
- * beyond the limit).
+ * beyond the limit), or with `streamUnsized` streamed with no length, as Apache's mod_cgi does.
  */
-export async function sizedRequestBody(exchange: GatewayExchange, bufferLimit: number): Promise<SizedBody> {
+export async function sizedRequestBody(exchange: GatewayExchange, bufferLimit: number, streamUnsized = false): Promise<SizedBody> {
   const raw = exchange.rawHeaders;
   let declared: string | undefined;
   let chunked = false;
@@ -29,7 +29,7 @@ export async function sizedRequestBody(exchange: GatewayExchange, bufferLimit: n
     return { length, stream: exchange.body() };
   }
   const stream = exchange.body();
-  if (!stream) return { length: undefined, stream: null };
+  if (!stream || streamUnsized) return { length: undefined, stream };
   if (bufferLimit <= 0) {
     discard(stream);
     throw new HttpException('A request body needs a Content-Length here', HttpStatus.LENGTH_REQUIRED);

@@ -29,6 +29,8 @@ export class PushNeedsLogin extends RemoteUserGuard {
       GIT_CONFIG_KEY_0: 'safe.directory',
       GIT_CONFIG_VALUE_0: '*',
     },
+    // Pushes over 1 MiB come chunked, of any size; git-http-backend reads them to their end.
+    unsizedBody: 'stream',
   }),
 )
 @UseGuards(PushNeedsLogin)
