@@ -8,6 +8,11 @@ import { startNest, type Started } from './fixtures/start.js';
 const NOBODY = 65534;
 const asRoot = process.getuid?.() === 0;
 
+it('refuses a uid without a gid, which would leave scripts in the group of the Nest process (root)', () => {
+  expect(() => cgiApp('/bin/true', { uid: NOBODY })).toThrow(/uid 65534 needs a gid/);
+  expect(() => cgiApp('/bin/true', { uid: NOBODY, gid: NOBODY })).not.toThrow();
+});
+
 (asRoot ? describe : describe.skip)('scripts run as another user (uid/gid)', () => {
   let s: Started;
   let dir: string;

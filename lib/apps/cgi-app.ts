@@ -43,8 +43,8 @@ export interface CgiAppOptions {
    */
   inheritEnv?: string[];
   /**
-   * Run scripts as this user id (the Nest process must run as root), e.g. 65534 for nobody.
-   * The environment rules stay the same.
+   * Run scripts as this user id (the Nest process must run as root), e.g. 65534 for nobody,
+   * with `gid`, which must be given too. The environment rules stay the same.
    * @default the Nest process's own
    */
   uid?: number;
@@ -142,6 +142,10 @@ export interface CgiAppOptions {
 
 /** A CGI/1.1 script (RFC 3875) in any language as a gateway app: one process per request. */
 export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): GatewayApp {
+  if (options.uid !== undefined && options.gid === undefined) {
+    // The group would stay the Nest process's: root's, when it can change users at all.
+    throw new TypeError(`cgiApp(${scriptPath}): uid ${options.uid} needs a gid as well, or scripts run in the group of the Nest process (root)`);
+  }
   const script = resolve(scriptPath);
   const interpreter = options.interpreter === undefined ? [] : [options.interpreter].flat();
   const [file, ...leadingArgs] = interpreter.length > 0 ? interpreter : [script];
