@@ -975,6 +975,37 @@ describe('upstream connection pool', () => {
     }
   });
 
+  it('uses an upstream connection once each after one closed silently, so that the next POST is sent once and answered', async () => {
+    let posts = 0;
+    const upstream = await nodeUpstream((req, res) => {
+      const socket = req.socket as typeof req.socket & { served?: number };
+      // Like uWSGI's --http-socket: one request per connection, closed without saying so.
+      socket.served = (socket.served ?? 0) + 1;
+      if (socket.served > 1) return void socket.destroy();
+      if (req.method === 'POST') posts++;
+      echo(req, res);
+    });
+    const proxy = proxyApp(upstream.url);
+    @MountGateway('node', proxy)
+    class NodeMount {}
+    const s = await startNest({ imports: [GatewayModule.forRoot()], controllers: [NodeMount] });
+    try {
+      expect((await send(`${s.url}/node/first`)).status).toBe(200);
+      // Reuses the connection, which breaks: sent again on a new one.
+      expect((await send(`${s.url}/node/second`)).status).toBe(200);
+      for (let i = 0; i < 3; i++) {
+        const post = await send(`${s.url}/node/charge`, { method: 'POST', body: 'amount=5' });
+        expect(post.status).toBe(200);
+      }
+      expect(posts).toBe(3);
+      expect(s.logger.lines.filter((l) => /serve one request each/.test(l.message))).toHaveLength(1);
+    } finally {
+      await s.close();
+      await proxy.close();
+      await upstream.close();
+    }
+  });
+
   it('queues requests beyond `connections` instead of failing them', async () => {
     let open = 0;
     let maxOpen = 0;

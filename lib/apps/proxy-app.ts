@@ -68,6 +68,25 @@ const STALE = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 // upstream that resolves them (WHATWG URL parsers, Tomcat, Apache; nginx after decoding `%2F`)
 // would serve paths outside its base path.
 const DOT_SEGMENT = /(?:^|\/|\\|%5c|%2f)(?:\.|%2e){1,2}(?=\/|\\|%5c|%2f|$)/i;
+/** How long an upstream's connections are used once each after one broke under a request. */
+const SINGLE_USE_MS = 10 * 60_000;
+
+/**
+ * A connection broke under a request with nothing answered: the upstream may close kept-alive
+ * connections without saying so, and the next POST on one would get a 502. For a while each
+ * connection now serves one request.
+ */
+function noteSilentClose(upstream: Upstream, exchange: GatewayExchange): void {
+  const now = Date.now();
+  if (upstream.closesSilentlyUntil < now) {
+    exchange.logger.warn(
+      `${exchange.name}: a connection to ${upstream.name} closed under a request with nothing answered; ` +
+        `its connections serve one request each for the next ${SINGLE_USE_MS / 60_000} minutes`,
+    );
+  }
+  upstream.closesSilentlyUntil = now + SINGLE_USE_MS;
+}
+
 /** nginx's status for a client that left before the answer; nobody receives it. */
 const CLIENT_CLOSED_REQUEST = 499;
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT']);
@@ -109,6 +128,8 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         body,
         headersTimeout: options.headersTimeout ?? 30_000,
         bodyTimeout: options.bodyTimeout ?? 60_000,
+        // Closed after its answer rather than kept for the next request.
+        reset: upstream.closesSilentlyUntil !== 0 && upstream.closesSilentlyUntil > Date.now(),
       },
       abort,
     );
@@ -136,7 +157,9 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         // nothing back and the whole body can be sent again (bodiless, or a small one). Nothing
         // tells that close from an upstream that did the work and died before answering, so a
         // POST or PATCH is never sent twice (RFC 9110 9.2.2; nginx does the same) unless its
-        // client gave it an Idempotency-Key.
+        // client gave it an Idempotency-Key; the upstream's connections then serve one request
+        // each for a while, so that the next POST does not meet one.
+        if (STALE.has(code)) noteSilentClose(upstream, exchange);
         if (STALE.has(code) && !resent && maySendAgain(exchange.method, exchange.rawHeaders) && (!body || body.replayable)) {
           resent = true;
           tried.delete(upstream);

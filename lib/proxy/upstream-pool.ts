@@ -14,6 +14,13 @@ export interface Upstream {
   readonly endpoint: { protocol: 'http:' | 'https:'; hostname: string; port: number; socketPath?: string };
   /** Until when it is skipped after a failed connect. */
   downUntil: number;
+  /**
+   * Until when its connections are used once each: set for 10 minutes whenever a connection
+   * broke under a request with nothing answered, which is how an upstream that closes kept-alive
+   * connections without saying so (uWSGI's --http-socket) shows. A request that may not be sent
+   * twice then never meets such a connection.
+   */
+  closesSilentlyUntil: number;
 }
 
 export interface UpstreamPoolSettings {
@@ -45,6 +52,7 @@ export function createUpstream(target: string | URL, settings: UpstreamPoolSetti
       pool: new Pool('http://localhost', { ...poolOptions, socketPath }),
       endpoint: { protocol: 'http:', hostname: 'localhost', port: 80, socketPath },
       downUntil: 0,
+      closesSilentlyUntil: 0,
     };
   }
   const url = new URL(text);
@@ -62,6 +70,7 @@ export function createUpstream(target: string | URL, settings: UpstreamPoolSetti
       port: Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
     },
     downUntil: 0,
+    closesSilentlyUntil: 0,
   };
 }
 
