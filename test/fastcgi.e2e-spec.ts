@@ -11,6 +11,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
@@ -828,6 +829,7 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
   let s: Started;
   let app: FcgiApp;
   let untyped: FcgiApp;
+  let streamed: FcgiApp;
 
   const envOf = (text: string) => {
     const [env, body] = text.split('--body--\n');
@@ -843,11 +845,13 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
     wrap = await startFcgiwrap(2);
     app = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: join(FIXTURES, 'env.sh'), env: { APP_MODE: 'wrap' } });
     untyped = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: UNTYPED });
+    streamed = fastcgiApp({ socketPath: wrap.socketPath }, { scriptFilename: join(FIXTURES, 'stdin-digest.sh'), unsizedBody: 'stream' });
     s = await startNest({
       imports: [GatewayModule.forRoot()],
       controllers: [
         mountClass('cgi', app, { remoteUser: 'dave' }),
         mountClass('cgi-anon', app),
+        mountClass('cgi-streamed', streamed),
         mountClass('untyped', untyped),
       ],
     });
@@ -857,6 +861,7 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
     await s?.close();
     app?.close();
     untyped?.close();
+    streamed?.close();
     await stopFcgiwrap(wrap);
   });
 
@@ -897,6 +902,19 @@ describe('fastcgiApp: fcgiwrap running a shell script', () => {
     expect(vars.AUTH_TYPE).toBeUndefined();
     expect(vars.HTTP_REMOTE_USER).toBeUndefined();
     expect(vars.SCRIPT_NAME).toBe('/cgi-anon');
+  });
+
+  it("streams a chunked body of any size to the script's stdin with unsizedBody: 'stream', with no CONTENT_LENGTH", async () => {
+    const body = randomBytes(12 * 1024 * 1024);
+    const chunked = () => Readable.from(Array.from({ length: 48 }, (_, i) => body.subarray(i * 256 * 1024, (i + 1) * 256 * 1024)));
+    const headers = { 'Content-Type': 'application/octet-stream' };
+    // A Readable goes out chunked, with no Content-Length.
+    const res = await send(`${s.url}/cgi-streamed/post`, { method: 'POST', headers, body: chunked() });
+    expect(res.status).toBe(200);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    expect(res.body.toString()).toBe(`none application/octet-stream ${sha256}\n`);
+    // Buffered (the default), the same body is over maxBufferedBody (10 MiB).
+    expect((await send(`${s.url}/cgi/post`, { method: 'POST', headers, body: chunked() })).status).toBe(413);
   });
 
   it("hands the request body to the script's stdin", async () => {

@@ -109,6 +109,14 @@ export interface FastcgiAppOptions {
    * @default 10485760 (10 MiB)
    */
   maxBufferedBody?: number;
+  /**
+   * What a body without Content-Length (chunked) becomes: `'buffer'` holds it up to
+   * `maxBufferedBody` to give the responder its CONTENT_LENGTH; `'stream'` streams it of any
+   * size with CONTENT_LENGTH unset, for scripts that read their input to its end
+   * (git-http-backend under fcgiwrap; PHP reads no body without a length).
+   * @default 'buffer'
+   */
+  unsizedBody?: 'buffer' | 'stream';
 }
 
 /**
@@ -136,14 +144,14 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       index: options.index ?? 'index.php',
       scriptExtensions: options.scriptExtensions ?? ['.php'],
     });
-    const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024);
+    const input = await sizedRequestBody(exchange, options.maxBufferedBody ?? 10 * 1024 * 1024, options.unsizedBody === 'stream');
     const params = cgiVariables(exchange, {
       scriptFilename: script.scriptFilename,
       split: script.split,
       documentRoot: options.documentRoot,
       passAuthorization: options.passAuthorization ?? false,
       authType: options.authType ?? 'Nest',
-      contentLength: input.length ?? 0,
+      contentLength: input.length ?? (input.stream ? 'unknown' : 0),
       env: options.env,
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
