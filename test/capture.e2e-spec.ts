@@ -145,6 +145,13 @@ const edgeListener: NodeListener = (req, res) => {
       res.writeContinue();
       res.end('continued');
       return;
+    case '/trailers':
+      // A Server-Timing trailer, as apps send to report the time the body took.
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'server-timing' });
+      res.write('timed ');
+      res.addTrailers({ 'server-timing': 'body;dur=1' });
+      res.end('body');
+      return;
     case '/latin1-header':
       res.setHeader('x-name', 'caf\u00e9');
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -348,6 +355,18 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
       mounted.rawHeaders[mounted.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1],
     );
     expect(res.body.toString('utf8')).toBe('\u00fcn\u00efcode');
+  });
+
+  it("serves an app that sends trailers (its chunked body's trailers reach a mounted app's client only)", async () => {
+    const res = await new Promise<{ status: number; body: string; trailers: NodeJS.Dict<string> }>((resolve, reject) => {
+      http.get(url('/trailers'), { agent: false }, (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (data: string) => (body += data));
+        response.on('end', () => resolve({ status: response.statusCode!, body, trailers: response.trailers }));
+      }).on('error', reject);
+    });
+    expect(res).toMatchObject({ status: 200, body: 'timed body' });
+    if (kind === 'mounted') expect(res.trailers['server-timing']).toBe('body;dur=1');
   });
 
   it('a client that leaves mid-body: the app sees its response close unfinished, no connection is left', async () => {
