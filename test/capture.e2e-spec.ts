@@ -152,6 +152,12 @@ const edgeListener: NodeListener = (req, res) => {
       res.addTrailers({ 'server-timing': 'body;dur=1' });
       res.end('body');
       return;
+    case '/utf8-header-streamed':
+      // UTF-8 bytes in a header, the way Node takes them (one character per byte), before a
+      // body of unknown length: Node sends it chunked, its head apart from the body's encoding.
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-name': Buffer.from('café').toString('latin1') });
+      res.end('\u00fcn\u00efcode');
+      return;
     case '/latin1-header':
       res.setHeader('x-name', 'caf\u00e9');
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -367,6 +373,13 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
     });
     expect(res).toMatchObject({ status: 200, body: 'timed body' });
     if (kind === 'mounted') expect(res.trailers['server-timing']).toBe('body;dur=1');
+  });
+
+  it('passes UTF-8 header bytes of a chunked response as Node sends them', async () => {
+    const res = await get(url('/utf8-header-streamed'));
+    const value = res.rawHeaders[res.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1];
+    expect(Buffer.from(value, 'latin1').toString('utf8')).toBe('café');
+    expect(res.body.toString('utf8')).toBe('\u00fcn\u00efcode');
   });
 
   it('a client that leaves mid-body: the app sees its response close unfinished, no connection is left', async () => {

@@ -45,8 +45,8 @@ export function captureResponseInto(
   const socket = new CaptureSocket((head, body) => onResponse(responseOfHead(head, body)), onError);
   const res = constructWithPrototype(ServerResponse, prototype, req);
   // The outer server adds its own Date and framing; the body reaches us unframed (writeHead
-  // below), though Node picks its framing as for the client: a head with a `Trailer`, which
-  // needs chunked framing, is refused otherwise.
+  // below), though Node picks its framing as for the client, which decides what a head may
+  // carry (a `Trailer` needs chunked) and in which encoding it is written.
   res.sendDate = false;
   res.shouldKeepAlive = false;
   res.writeHead = writeUnframedHead;
@@ -94,7 +94,10 @@ const nodeWriteHead = ServerResponse.prototype.writeHead;
 const writeUnframedHead = function (this: ServerResponse) {
   // eslint-disable-next-line prefer-rest-params
   nodeWriteHead.apply(this, arguments as unknown as Parameters<ServerResponse['writeHead']>);
-  this.chunkedEncoding = false;
+  if (this.chunkedEncoding) {
+    this.chunkedEncoding = false;
+    (this.socket as CaptureSocket | null)?.headBeforeChunks();
+  }
   return this;
 } as ServerResponse['writeHead'];
 
