@@ -35,6 +35,8 @@ async function writeAwaitingCallbacks(res: ServerResponse, events: string[]): Pr
 
 /** What the apps saw, by request id (`x-id`). */
 const seen = new Map<string, { events: string[]; writes: boolean[] }>();
+/** Lets an app that waits for the test go on, by request id. */
+const releases = new Map<string, () => void>();
 function record(req: IncomingMessage) {
   const id = String(req.headers['x-id'] ?? '');
   const entry = { events: [] as string[], writes: [] as boolean[] };
@@ -144,6 +146,12 @@ const edgeListener: NodeListener = (req, res) => {
     case '/continue':
       res.writeContinue();
       res.end('continued');
+      return;
+    case '/flushed':
+      // An event stream that tells the client it is open, then waits for its first event.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      releases.set(String(req.headers['x-id']), () => res.end('data: first\n\n'));
       return;
     case '/trailers':
       // A Server-Timing trailer, as apps send to report the time the body took.
@@ -361,6 +369,26 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
       mounted.rawHeaders[mounted.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1],
     );
     expect(res.body.toString('utf8')).toBe('\u00fcn\u00efcode');
+  });
+
+  it('sends a head the app flushed before any of its body', async () => {
+    const id = `${kind}-flushed-${Date.now()}`;
+    let req!: http.ClientRequest;
+    const head = new Promise<IncomingMessage>((resolve, reject) => {
+      req = http.get(url('/flushed'), { agent: false, headers: { 'x-id': id } }, resolve).on('error', reject);
+    });
+    try {
+      const res = await within(head, 3000, 'the head before any body');
+      expect(res.headers['content-type']).toBe('text/event-stream');
+      releases.get(id)!();
+      let text = '';
+      res.setEncoding('utf8').on('data', (data: string) => (text += data));
+      await within(once(res, 'end'), 3000, 'the body');
+      expect(text).toBe('data: first\n\n');
+    } finally {
+      releases.get(id)?.();
+      req.destroy();
+    }
   });
 
   it("serves an app that sends trailers (its chunked body's trailers reach a mounted app's client only)", async () => {
