@@ -35,6 +35,8 @@ async function writeAwaitingCallbacks(res: ServerResponse, events: string[]): Pr
 
 /** What the apps saw, by request id (`x-id`). */
 const seen = new Map<string, { events: string[]; writes: boolean[] }>();
+/** Lets an app that waits for the test go on, by request id. */
+const releases = new Map<string, () => void>();
 function record(req: IncomingMessage) {
   const id = String(req.headers['x-id'] ?? '');
   const entry = { events: [] as string[], writes: [] as boolean[] };
@@ -144,6 +146,25 @@ const edgeListener: NodeListener = (req, res) => {
     case '/continue':
       res.writeContinue();
       res.end('continued');
+      return;
+    case '/flushed':
+      // An event stream that tells the client it is open, then waits for its first event.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      releases.set(String(req.headers['x-id']), () => res.end('data: first\n\n'));
+      return;
+    case '/trailers':
+      // A Server-Timing trailer, as apps send to report the time the body took.
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'server-timing' });
+      res.write('timed ');
+      res.addTrailers({ 'server-timing': 'body;dur=1' });
+      res.end('body');
+      return;
+    case '/utf8-header-streamed':
+      // UTF-8 bytes in a header, the way Node takes them (one character per byte), before a
+      // body of unknown length: Node sends it chunked, its head apart from the body's encoding.
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'x-name': Buffer.from('café').toString('latin1') });
+      res.end('\u00fcn\u00efcode');
       return;
     case '/latin1-header':
       res.setHeader('x-name', 'caf\u00e9');
@@ -347,6 +368,45 @@ describe.each(['mounted', 'called'])('%s Node app: edge cases of the response', 
     expect(res.rawHeaders[res.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1]).toBe(
       mounted.rawHeaders[mounted.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1],
     );
+    expect(res.body.toString('utf8')).toBe('\u00fcn\u00efcode');
+  });
+
+  it('sends a head the app flushed before any of its body', async () => {
+    const id = `${kind}-flushed-${Date.now()}`;
+    let req!: http.ClientRequest;
+    const head = new Promise<IncomingMessage>((resolve, reject) => {
+      req = http.get(url('/flushed'), { agent: false, headers: { 'x-id': id } }, resolve).on('error', reject);
+    });
+    try {
+      const res = await within(head, 3000, 'the head before any body');
+      expect(res.headers['content-type']).toBe('text/event-stream');
+      releases.get(id)!();
+      let text = '';
+      res.setEncoding('utf8').on('data', (data: string) => (text += data));
+      await within(once(res, 'end'), 3000, 'the body');
+      expect(text).toBe('data: first\n\n');
+    } finally {
+      releases.get(id)?.();
+      req.destroy();
+    }
+  });
+
+  it("serves an app that sends trailers (its chunked body's trailers reach a mounted app's client only)", async () => {
+    const res = await new Promise<{ status: number; body: string; trailers: NodeJS.Dict<string> }>((resolve, reject) => {
+      http.get(url('/trailers'), { agent: false }, (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (data: string) => (body += data));
+        response.on('end', () => resolve({ status: response.statusCode!, body, trailers: response.trailers }));
+      }).on('error', reject);
+    });
+    expect(res).toMatchObject({ status: 200, body: 'timed body' });
+    if (kind === 'mounted') expect(res.trailers['server-timing']).toBe('body;dur=1');
+  });
+
+  it('passes UTF-8 header bytes of a chunked response as Node sends them', async () => {
+    const res = await get(url('/utf8-header-streamed'));
+    const value = res.rawHeaders[res.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-name') + 1];
+    expect(Buffer.from(value, 'latin1').toString('utf8')).toBe('café');
     expect(res.body.toString('utf8')).toBe('\u00fcn\u00efcode');
   });
 

@@ -13,6 +13,7 @@ import { fetchApp, GatewayModule, GatewayService, MountGateway, PathInfo } from 
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,6 +31,8 @@ const STREAM_TOTAL = 64 * MiB;
 class Probe {
   readonly events: string[] = [];
   pulledBytes = 0;
+  /** Lets an app that waits for the test go on. */
+  release = () => undefined as void;
   seen(event: string): Promise<void> {
     return waitFor(() => this.events.includes(event), 3000, `${event} (saw ${this.events.join(', ')})`);
   }
@@ -175,6 +178,20 @@ const handlers: Record<string, (request: Request) => Response | Promise<Response
       ),
       { headers: { 'content-type': 'application/octet-stream' } },
     );
+  },
+  /** An event stream whose first event waits for the test (as one may wait for minutes). */
+  '/events-later'(request) {
+    const probe = probeOf(request);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        probe.release = () => {
+          probe.release = () => undefined;
+          controller.enqueue(new TextEncoder().encode('data: first\n\n'));
+          controller.close();
+        };
+      },
+    });
+    return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
   },
   /** A body for a HEAD request: never sent, and cancelled. */
   '/head'(request) {
@@ -464,6 +481,26 @@ describe('fetch apps', () => {
       // Socket and stream buffers hold a few MiB at most; the app did not run ahead.
       expect(pulledWhilePaused).toBeLessThan(16 * MiB);
       expect(bytes).toBe(STREAM_TOTAL);
+    });
+
+    it('sends the head of a stream at once, before its first bytes (an EventSource opens on it)', async () => {
+      const [id, probe] = newProbe();
+      let req!: http.ClientRequest;
+      const head = new Promise<http.IncomingMessage>((resolve, reject) => {
+        req = http.get(`${s.url}${prefix}/events-later`, { agent: false, headers: { 'x-probe': id } }, resolve).on('error', reject);
+      });
+      try {
+        const res = await within(head, 3000, 'the head before any body');
+        expect(res.headers['content-type']).toBe('text/event-stream');
+        probe.release();
+        let text = '';
+        res.setEncoding('utf8').on('data', (data: string) => (text += data));
+        await within(once(res, 'end'), 3000, 'the first event');
+        expect(text).toBe('data: first\n\n');
+      } finally {
+        probe.release();
+        req.destroy();
+      }
     });
 
     it('sends no body for HEAD, keeps Content-Length and cancels the app body', async () => {

@@ -44,10 +44,11 @@ export function captureResponseInto(
 ): CapturedResponse {
   const socket = new CaptureSocket((head, body) => onResponse(responseOfHead(head, body)), onError);
   const res = constructWithPrototype(ServerResponse, prototype, req);
-  // The outer server adds its own Date and framing; the body reaches us unframed.
+  // The outer server adds its own Date and framing; the body reaches us unframed (writeHead
+  // below), though Node picks its framing as for the client, which decides what a head may
+  // carry (a `Trailer` needs chunked) and in which encoding it is written.
   res.sendDate = false;
   res.shouldKeepAlive = false;
-  res.useChunkedEncodingByDefault = false;
   res.writeHead = writeUnframedHead;
   res.assignSocket(socket as never);
   // The HTTP server relays its socket's 'drain' to the response; a captured response needs
@@ -89,11 +90,14 @@ export function captureResponseInto(
 
 const nodeWriteHead = ServerResponse.prototype.writeHead;
 
-/** Node's writeHead, except that an app setting `Transfer-Encoding: chunked` itself gets no framing. */
+/** Node's writeHead, except that a body Node would send chunked gets no framing. */
 const writeUnframedHead = function (this: ServerResponse) {
   // eslint-disable-next-line prefer-rest-params
   nodeWriteHead.apply(this, arguments as unknown as Parameters<ServerResponse['writeHead']>);
-  this.chunkedEncoding = false;
+  if (this.chunkedEncoding) {
+    this.chunkedEncoding = false;
+    (this.socket as CaptureSocket | null)?.headBeforeChunks();
+  }
   return this;
 } as ServerResponse['writeHead'];
 

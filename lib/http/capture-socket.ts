@@ -32,6 +32,8 @@ export class CaptureSocket extends EventEmitter {
   /** The start of a head that arrived in pieces; Node writes its head in one piece, so rarely used. */
   private partialHead: Buffer | null = null;
   private headParsed = false;
+  /** Node would frame the body in chunks: its head then leaves in latin1, before a chunk's size. */
+  private headInLatin1 = false;
   private bodyEnded = false;
   /** Callbacks of writes made while the body's consumer had enough unread, in order. */
   private held: WriteCallback[] | null = null;
@@ -166,6 +168,11 @@ export class CaptureSocket extends EventEmitter {
     return this;
   }
 
+  /** Called when Node would send the body chunked on a client's socket (see `readHead`). */
+  headBeforeChunks(): void {
+    this.headInLatin1 = true;
+  }
+
   /** Ends the body: the app has ended its response, and every byte of it is in the body. */
   endBody(): void {
     if (this.bodyEnded) return;
@@ -197,14 +204,15 @@ export class CaptureSocket extends EventEmitter {
   /**
    * Reads the head off the start of the output; returns what follows it, or null if the head
    * is broken (the socket is destroyed then). Node writes its head as a string, alone or
-   * followed by the first piece of body.
+   * followed by the first piece of body: in the body's encoding, unless a chunk's size (in
+   * latin1) would come first on the client's socket.
    */
   private readHead(chunk: Buffer | Uint8Array | string, encoding: BufferEncoding): Buffer | string | null {
     if (typeof chunk === 'string' && this.partialHead === null) {
       const end = chunk.indexOf(HEAD_END);
       if (end !== -1) {
-        this.takeHead(latin1Text(chunk.slice(0, end), encoding));
         const rest = chunk.slice(end + HEAD_END.length);
+        this.takeHead(latin1Text(chunk.slice(0, end), this.headInLatin1 && rest.length > 0 ? 'latin1' : encoding));
         return this.headParsed || rest.length === 0 ? rest : this.readHead(rest, encoding);
       }
     }

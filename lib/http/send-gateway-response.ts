@@ -196,6 +196,9 @@ function pump(body: Readable, res: ServerResponse, length: number | undefined): 
     body.on('data', onData).once('end', onEnd).once('error', onError).once('close', onBodyClose);
     res.on('drain', onDrain).once('close', onClientClose);
     if (body.readableEnded) onEnd();
+    // No byte is ready to go with the head: it goes now, as from an app that flushed it on
+    // Node's own server (an EventSource opens on it, and the first event may be minutes away).
+    else if (body.readableLength === 0) res.flushHeaders();
   });
 }
 

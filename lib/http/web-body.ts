@@ -98,15 +98,10 @@ export function concatChunks(chunks: readonly unknown[]): Buffer | undefined {
  */
 export function readableFrom(start: BodyStart): Readable {
   const { reader } = start;
-  const queued = [...start.chunks];
   let pending = start.pending;
   let finished = false;
-  return new Readable({
+  const readable = new Readable({
     read() {
-      if (queued.length > 0) {
-        pushChunks(this, queued.splice(0));
-        return;
-      }
       const read = pending ?? reader.read();
       pending = undefined;
       read.then(
@@ -134,6 +129,9 @@ export function readableFrom(start: BodyStart): Readable {
       );
     },
   });
+  // Buffered at once: a sender sees that bytes are ready to go with the head.
+  pushChunks(readable, start.chunks);
+  return readable;
 }
 
 function pushChunks(stream: Readable, chunks: unknown[]): void {
