@@ -419,18 +419,7 @@ describe('an upstream with a base path', () => {
     await upstream?.close();
   });
 
-  /** Sends the path as written: node:http's URL parsing would resolve the dots first. */
-  const get = (path: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const { hostname, port } = new URL(s.url);
-      http
-        .get({ hostname, port, path, agent: false }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        })
-        .on('error', reject);
-    });
+  const get = (path: string) => getAsWritten(s.url, path);
 
   it('serves paths under it', async () => {
     expect(await get('/pub/doc')).toEqual({ status: 200, body: 'public /base/doc' });
@@ -456,6 +445,20 @@ describe('an upstream with a base path', () => {
   );
 });
 
+/** GET of a path as written: node:http's URL parsing would resolve the dots first. */
+function getAsWritten(url: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    http
+      .get({ hostname, port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      })
+      .on('error', reject);
+  });
+}
+
 describe('an nginx upstream with a base path (nginx decodes %2F, then resolves dot segments)', () => {
   let upstream: UpstreamProcess;
   let proxy: Proxy;
@@ -475,18 +478,7 @@ describe('an nginx upstream with a base path (nginx decodes %2F, then resolves d
     await upstream?.stop();
   });
 
-  /** The path as written. */
-  const get = (path: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const { hostname, port } = new URL(s.url);
-      http
-        .get({ hostname, port, path, agent: false }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          res.on('end', () => resolve({ status: res.statusCode!, body }));
-        })
-        .on('error', reject);
-    });
+  const get = (path: string) => getAsWritten(s.url, path);
 
   it('passes an encoded slash in a name through untouched', async () => {
     expect(await get('/pub/group%2Fproject/x')).toEqual({ status: 200, body: 'public /base/group/project/x' });
