@@ -184,7 +184,7 @@ export function cgiApp(scriptPath: string, options: CgiAppOptions = {}): Gateway
           documentRoot: options.documentRoot,
           passAuthorization: options.passAuthorization ?? false,
           authType: options.authType ?? 'Nest',
-          contentLength: input.length ?? (input.stream ? 'unknown' : undefined),
+          contentLength: input.length,
           env: options.env,
         }),
       };

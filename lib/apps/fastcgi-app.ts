@@ -151,12 +151,12 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       documentRoot: options.documentRoot,
       passAuthorization: options.passAuthorization ?? false,
       authType: options.authType ?? 'Nest',
-      contentLength: input.length ?? (input.stream ? 'unknown' : 0),
+      contentLength: input.length ?? 0,
       env: options.env,
     });
     const body = input.stream ? new RetryableBody(input.stream) : null;
     const abort = abortWatchOf(exchange);
-    const idempotent = maySendAgain(exchange.method, exchange.rawHeaders);
+    const resendable = maySendAgain(exchange.method, exchange.rawHeaders);
     for (;;) {
       let lease;
       try {
@@ -171,7 +171,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
       const errorLog = new ErrorOutputLog(exchange.logger, tag, options.maxStderrBytes ?? 64 * 1024);
       // A request that must not run twice goes on a reused connection with a probe, which the
       // worker answers as it takes the request: one left unanswered was not taken.
-      const probe = !idempotent && reused && connection.answersProbes;
+      const probe = !resendable && reused && connection.answersProbes;
       const keep = options.keepAliveTimeout !== 0;
       const request = connection.request(params, body?.view() ?? null, keep, (chunk) => errorLog.write(chunk), probe);
       request.ended.then(
@@ -191,7 +191,7 @@ export function fastcgiApp(address: FastcgiAddress | FastcgiAddress[], options: 
         // idempotent only when its probe shows no worker took it: a worker killed while running
         // it (a php-fpm restart, the OOM killer) may have done its work. Each such connection
         // fails once and is gone, so this ends at a new one at the latest.
-        const stale = error instanceof FastcgiConnectionError && reused && !request.answered && (idempotent || probe);
+        const stale = error instanceof FastcgiConnectionError && reused && !request.answered && (resendable || probe);
         if (stale && !abort.aborted && (!body || body.replayable)) continue;
         throw mapFailure(error, exchange, tag);
       }

@@ -159,11 +159,13 @@ export function proxyApp(url: string | URL | Array<string | URL>, options: Proxy
         // POST or PATCH is never sent twice (RFC 9110 9.2.2; nginx does the same) unless its
         // client gave it an Idempotency-Key; the upstream's connections then serve one request
         // each for a while, so that the next POST does not meet one.
-        if (STALE.has(code)) noteSilentClose(upstream, exchange);
-        if (STALE.has(code) && !resent && maySendAgain(exchange.method, exchange.rawHeaders) && (!body || body.replayable)) {
-          resent = true;
-          tried.delete(upstream);
-          continue;
+        if (STALE.has(code)) {
+          noteSilentClose(upstream, exchange);
+          if (!resent && maySendAgain(exchange.method, exchange.rawHeaders) && (!body || body.replayable)) {
+            resent = true;
+            tried.delete(upstream);
+            continue;
+          }
         }
         if (NOT_REACHED.has(code)) upstream.downUntil = Date.now() + 5000;
         // Only a request whose body is still unread can go to another upstream.
@@ -204,7 +206,6 @@ function toGatewayResponse(response: UpstreamResponse): GatewayResponse {
   const statusText = response.statusText && !UNSENDABLE_VALUE.test(response.statusText) ? response.statusText : undefined;
   return responseOfHead({ status: response.status, statusText, pairs }, response.body);
 }
-
 
 function toHttpError(error: unknown, code: string, upstream: Upstream, exchange: GatewayExchange): Error {
   const message = (error as Error)?.message ?? String(error);

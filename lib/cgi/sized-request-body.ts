@@ -4,8 +4,8 @@ import type { GatewayExchange } from '../apps/gateway-app.js';
 
 /** A request body with the length CONTENT_LENGTH must announce. */
 export interface SizedBody {
-  /** Undefined when the request has no body. */
-  length: number | undefined;
+  /** Undefined when the request has no body; `'unknown'` for one streamed as it comes. */
+  length: number | 'unknown' | undefined;
   stream: Readable | null;
 }
 
@@ -29,7 +29,8 @@ export async function sizedRequestBody(exchange: GatewayExchange, bufferLimit: n
     return { length, stream: exchange.body() };
   }
   const stream = exchange.body();
-  if (!stream || streamUnsized) return { length: undefined, stream };
+  if (!stream) return { length: undefined, stream: null };
+  if (streamUnsized) return { length: 'unknown', stream };
   if (bufferLimit <= 0) {
     discard(stream);
     throw new HttpException('A request body needs a Content-Length here', HttpStatus.LENGTH_REQUIRED);
